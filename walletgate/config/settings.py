@@ -1,0 +1,156 @@
+"""Runtime settings: environment variables over an optional YAML config file over defaults.
+
+Every setting has one name. In the environment it is ``WALLETGATE_`` + the upper-case
+name (``WALLETGATE_DATABASE_URL``); in the config file (``--config`` or
+``WALLETGATE_CONFIG``) it is the lower-case key. With no database and no Redis URL,
+walletgate starts embedded servers in ``data_dir`` (SPEC §7).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A wallet backend: where requests go, the chain it serves, headers to inject."""
+
+    name: str
+    url: str
+    chain_id: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".walletgate")
+    database_url: str | None = None
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8545
+    backend_url: str | None = None  # the default backend, served at "/"
+    chain_id: int | None = None
+    backends: tuple[Backend, ...] = ()  # named backends at /rpc/{name}
+    policy_cache_ttl: int = 300
+    token_cache_ttl: int = 900
+    balance_cache_ttl: int = 10
+    max_body_bytes: int = 1_048_576
+    backend_timeout: float = 30.0
+    backend_connect_timeout: float = 5.0
+    backend_pool_size: int = 100
+    redis_timeout: float = 0.5
+    database_timeout: float = 5.0
+    reads_fail_open: bool = False
+    audit_batch_max: int = 256
+    actor: str = ""
+
+    @property
+    def embedded(self) -> bool:
+        """True when walletgate must start its own PostgreSQL and Valkey."""
+        return self.database_url is None and self.redis_url is None
+
+    def all_backends(self) -> tuple[Backend, ...]:
+        """The default backend (named ``default``) followed by the named ones."""
+        out = []
+        if self.backend_url is not None:
+            if self.chain_id is None:
+                raise SettingsError("backend_url is set but chain_id is not (WALLETGATE_CHAIN_ID)")
+            out.append(Backend("default", self.backend_url, self.chain_id))
+        return (*out, *self.backends)
+
+
+_INT_FIELDS = {f.name for f in fields(Settings) if f.type in ("int", "int | None")}
+_FLOAT_FIELDS = {f.name for f in fields(Settings) if f.type == "float"}
+_BOOL_FIELDS = {f.name for f in fields(Settings) if f.type == "bool"}
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    try:
+        if name in _INT_FIELDS:
+            if isinstance(raw, bool):
+                raise ValueError
+            return int(raw)
+        if name in _FLOAT_FIELDS:
+            return float(raw)
+        if name in _BOOL_FIELDS:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if name == "data_dir":
+            return Path(str(raw))
+    except ValueError:
+        raise SettingsError(f"setting {name!r}: cannot read {raw!r}") from None
+    return str(raw)
+
+
+def _backends_from(raw: Any, source: str) -> tuple[Backend, ...]:
+    if not isinstance(raw, Mapping):
+        raise SettingsError(f"{source}: 'backends' must be a mapping of name to backend")
+    out = []
+    for name, spec in raw.items():
+        if not isinstance(spec, Mapping) or "url" not in spec or "chain_id" not in spec:
+            raise SettingsError(f"{source}: backends.{name} needs 'url' and 'chain_id'")
+        headers = spec.get("headers") or {}
+        if not isinstance(headers, Mapping):
+            raise SettingsError(f"{source}: backends.{name}.headers must be a mapping")
+        try:
+            chain_id = int(spec["chain_id"])
+        except (TypeError, ValueError):
+            raise SettingsError(f"{source}: backends.{name}.chain_id must be an integer") from None
+        out.append(
+            Backend(str(name), str(spec["url"]), chain_id, {str(k): str(v) for k, v in headers.items()})
+        )
+    return tuple(out)
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build settings from defaults, then the config file, then the environment, then
+    ``overrides`` (command-line flags). Unknown config keys are an error, not ignored."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    names = {f.name for f in fields(Settings)}
+    path = config_file or env.get("WALLETGATE_CONFIG")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                document = yaml.safe_load(handle) or {}
+        except OSError as exc:
+            raise SettingsError(f"config file {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise SettingsError(f"config file {path}: invalid YAML: {exc}") from None
+        if not isinstance(document, Mapping):
+            raise SettingsError(f"config file {path}: expected a mapping at the top level")
+        for key, raw in document.items():
+            if key == "backends":
+                values["backends"] = _backends_from(raw, str(path))
+            elif key in names:
+                values[key] = _coerce(key, raw)
+            else:
+                raise SettingsError(f"config file {path}: unknown setting {key!r}")
+    for name in names - {"backends"}:
+        raw_env = env.get(f"WALLETGATE_{name.upper()}")
+        if raw_env is not None and raw_env != "":
+            values[name] = _coerce(name, raw_env)
+    for key, raw in overrides.items():
+        if raw is not None:
+            values[key] = raw if key == "backends" else _coerce(key, raw)
+    return replace(Settings(), **values)

@@ -1,0 +1,191 @@
+"""What a request would do with money: the plain data between the decoders and the evaluator.
+
+Protocol adapters (``walletgate.proxy.evm``) turn request bytes into these values; the
+policy evaluator (``walletgate.policies.evaluator``) judges them. Neither side does I/O.
+
+Conventions, so that no comparison can be fooled by spelling:
+- addresses are canonical: lowercase ``0x`` + 40 hex digits (see :func:`canonical_address`);
+- amounts are ``int`` in base units (wei, token units); never floats;
+- ``chain_id`` is the chain the intent executes on, or ``None`` where the request does not
+  bind one (an off-chain signature).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+_ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+#: 2**256 - 1: the conventional "unlimited" ERC-20 allowance.
+MAX_UINT256 = (1 << 256) - 1
+#: Approvals at or above this are treated as unlimited (many wallets use 2**255 or so).
+UNLIMITED_APPROVAL_THRESHOLD = 1 << 128
+
+
+class InvalidAddress(ValueError):
+    """Raised when a string is not a 20-byte hex address."""
+
+
+def canonical_address(value: str) -> str:
+    """Return the one canonical form of an address: lowercase, ``0x``-prefixed.
+
+    Raises :class:`InvalidAddress` for anything that is not exactly 20 bytes of hex.
+    Checksum case is not verified here: a list lookup must not depend on case at all.
+    """
+    if not isinstance(value, str) or not _ADDRESS_RE.match(value):
+        raise InvalidAddress(f"not a 20-byte hex address: {value!r}")
+    return value.lower()
+
+
+class MethodClass(StrEnum):
+    """How a JSON-RPC method is treated (SPEC §3)."""
+
+    SPENDING = "spending"
+    SIGNING = "signing"
+    READ = "read"
+    ADMIN = "admin"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class NativeTransfer:
+    """Native coin (ETH) leaves ``wallet`` towards ``to`` (a contract call with value too)."""
+
+    chain_id: int
+    wallet: str
+    to: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenTransfer:
+    """ERC-20 ``transfer`` / ``transferFrom``. ``source`` is the account debited.
+
+    For ``transfer`` the source is the wallet; for ``transferFrom`` it is the ``from``
+    argument, and the wallet acts on an allowance it was given.
+    """
+
+    chain_id: int
+    wallet: str
+    token: str
+    to: str
+    amount: int
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenApproval:
+    """The wallet lets ``spender`` move up to ``amount`` of ``token``: exposure, so it counts.
+
+    ``via`` is one of ``approve``, ``increaseAllowance``, ``permit`` (EIP-2612) or
+    ``permit2``. ``unlimited`` is true for amounts at or above
+    :data:`UNLIMITED_APPROVAL_THRESHOLD`.
+    """
+
+    chain_id: int
+    wallet: str
+    token: str
+    spender: str
+    amount: int
+    unlimited: bool
+    via: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContractCall:
+    """A call whose calldata is not a recognised token operation.
+
+    ``selector`` is the 4-byte method id as ``0x`` + 8 lowercase hex digits, or ``None``
+    when the calldata is shorter than 4 bytes. Value sent with the call is a separate
+    :class:`NativeTransfer`.
+    """
+
+    chain_id: int
+    wallet: str
+    contract: str
+    selector: str | None
+    data_length: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContractCreation:
+    """A transaction with no ``to``: it deploys code. Value sent is a separate transfer."""
+
+    chain_id: int
+    wallet: str
+    init_code_length: int
+
+
+@dataclass(frozen=True, slots=True)
+class Delegation:
+    """An EIP-7702 authorization: the account's code is handed to ``delegate``."""
+
+    chain_id: int
+    wallet: str
+    delegate: str
+    authorization_chain_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSignature:
+    """An off-chain signature that is not a recognised approval.
+
+    ``method`` is the JSON-RPC method (``eth_sign``, ``personal_sign``,
+    ``eth_signTypedData_v4``, ...). ``primary_type`` / ``verifying_contract`` describe
+    typed data where there is any.
+    """
+
+    wallet: str
+    method: str
+    primary_type: str | None = None
+    verifying_contract: str | None = None
+    chain_id: int | None = None
+
+
+Intent = (
+    NativeTransfer
+    | TokenTransfer
+    | TokenApproval
+    | ContractCall
+    | ContractCreation
+    | Delegation
+    | MessageSignature
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedRequest:
+    """One JSON-RPC call after decoding.
+
+    ``wallet`` is the account that would act: the ``from`` of eth_sendTransaction, the
+    recovered signer of a raw transaction, the address that would sign a message.
+    ``chain_id`` is the chain the request binds (a raw transaction's signed chain id,
+    or the declared ``chainId``), or ``None`` where nothing binds one; the proxy checks
+    it against the wallet's chain. ``tx_hash`` is set for signed raw transactions.
+    """
+
+    method: str
+    method_class: MethodClass
+    wallet: str | None
+    chain_id: int | None
+    intents: tuple[Intent, ...]
+    tx_hash: str | None = None
+    nonce: int | None = None
+
+
+class DecodeError(ValueError):
+    """A request could not be decoded. ``code`` is a JSON-RPC error code (-32602 / -32600).
+
+    ``where`` names the part of the request that was wrong (``params[0].value``).
+    """
+
+    def __init__(self, message: str, *, where: str = "", code: int = -32602) -> None:
+        super().__init__(message)
+        self.message = message
+        self.where = where
+        self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message

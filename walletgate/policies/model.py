@@ -1,0 +1,282 @@
+"""The compiled policy model: plain, immutable data the evaluator reads.
+
+The YAML document (``walletgate.config.documents``) is validated and compiled into a
+:class:`PolicySet`. Amounts here are already integers in base units; USD is ``Decimal``;
+addresses are canonical (lowercase). Nothing in this module does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    id: str
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    id: str
+    owner: str
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Wallet:
+    id: str
+    owner: str
+    agent: str | None
+    address: str
+    chain_id: int
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    """A coin or token on one chain. ``address`` is ``None`` for the chain's native coin."""
+
+    id: str
+    chain_id: int
+    address: str | None
+    symbol: str
+    decimals: int
+    price_usd: Decimal | None = None
+    price_as_of: datetime | None = None
+    price_max_age: timedelta | None = None
+
+    @property
+    def native(self) -> bool:
+        return self.address is None
+
+    def usd_value(self, base_units: int, now: datetime) -> Decimal | None:
+        """USD value of ``base_units``, or ``None`` when the price is missing or stale."""
+        if self.price_usd is None or self.price_as_of is None:
+            return None
+        if self.price_max_age is not None and now - self.price_as_of > self.price_max_age:
+            return None
+        return Decimal(base_units) * self.price_usd / (Decimal(10) ** self.decimals)
+
+
+class Scope(StrEnum):
+    OWNER = "owner"
+    AGENT = "agent"
+    WALLET = "wallet"
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """An amount limit: either ``base_units`` of ``asset`` or a ``usd`` value."""
+
+    asset: str | None = None
+    base_units: int | None = None
+    usd: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A counting window: rolling (``seconds``) or calendar (``calendar`` in ``timezone``)."""
+
+    seconds: int | None = None
+    calendar: str | None = None  # "day" | "week" | "month"
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True, slots=True)
+class PerTxCap:
+    id: str
+    limit: Limit
+    type: str = "per_tx_cap"
+
+
+@dataclass(frozen=True, slots=True)
+class CumulativeCap:
+    id: str
+    limit: Limit
+    window: Window
+    scope: Scope
+    type: str = "cumulative_cap"
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    id: str
+    counts: str  # "requests" | "transactions"
+    max: int
+    per_seconds: int
+    scope: Scope  # AGENT or WALLET
+    type: str = "rate_limit"
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationAllowlist:
+    id: str
+    addresses: frozenset[str]
+    type: str = "destination_allowlist"
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationDenylist:
+    id: str
+    addresses: frozenset[str]
+    type: str = "destination_denylist"
+
+
+@dataclass(frozen=True, slots=True)
+class AssetAllowlist:
+    id: str
+    assets: frozenset[str]
+    type: str = "asset_allowlist"
+
+
+@dataclass(frozen=True, slots=True)
+class ContractAllowlist:
+    """Allowed (contract, selector) pairs. A selector of ``None`` allows every method."""
+
+    id: str
+    methods: frozenset[tuple[str, str | None]]
+    allow_create: bool = False
+    type: str = "contract_allowlist"
+
+
+@dataclass(frozen=True, slots=True)
+class ChainAllowlist:
+    id: str
+    chains: frozenset[int]
+    type: str = "chain_allowlist"
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """Spends are allowed only on ``days`` (0 = Monday) between ``start`` and ``end``.
+
+    ``end`` before ``start`` means the window crosses midnight.
+    """
+
+    id: str
+    timezone: str
+    days: frozenset[int]
+    start: time
+    end: time
+    type: str = "time_window"
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalLimit:
+    id: str
+    limit: Limit
+    allow_unlimited: bool = False
+    type: str = "approval_limit"
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """Above ``above``, the spend is notified, delayed or held for owner approval."""
+
+    id: str
+    above: Limit
+    action: str  # "notify" | "delay" | "require_approval"
+    delay_seconds: int = 0
+    type: str = "tier"
+
+
+@dataclass(frozen=True, slots=True)
+class SigningAllowlist:
+    """Message-signing methods this scope may use (eth_sign, personal_sign, typed data)."""
+
+    id: str
+    methods: frozenset[str]
+    type: str = "signing_allowlist"
+
+
+@dataclass(frozen=True, slots=True)
+class DelegationAllowlist:
+    """EIP-7702 delegates this scope may hand its code to (refused unless listed)."""
+
+    id: str
+    delegates: frozenset[str]
+    type: str = "delegation_allowlist"
+
+
+Rule = (
+    PerTxCap
+    | CumulativeCap
+    | RateLimit
+    | DestinationAllowlist
+    | DestinationDenylist
+    | AssetAllowlist
+    | ContractAllowlist
+    | ChainAllowlist
+    | TimeWindow
+    | ApprovalLimit
+    | Tier
+    | SigningAllowlist
+    | DelegationAllowlist
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    id: str
+    scope: Scope
+    target: str  # the id of the owner, agent or wallet it is attached to
+    rules: tuple[Rule, ...]
+    enabled: bool = True
+    description: str = ""
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    """Everything the evaluator needs, as one immutable snapshot with a version stamp.
+
+    Lookups by address and by scope are indexed once at construction, so a decision
+    costs the same with one wallet or a hundred thousand.
+    """
+
+    version: int
+    owners: Mapping[str, Owner] = field(default_factory=dict)
+    agents: Mapping[str, Agent] = field(default_factory=dict)
+    wallets: Mapping[str, Wallet] = field(default_factory=dict)
+    assets: Mapping[str, Asset] = field(default_factory=dict)
+    policies: tuple[Policy, ...] = ()
+    _wallet_index: dict[tuple[int, str], Wallet] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+    _asset_index: dict[tuple[int, str | None], Asset] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+    _scope_index: dict[tuple[Scope, str], tuple[Policy, ...]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        for wallet in self.wallets.values():
+            self._wallet_index[(wallet.chain_id, wallet.address)] = wallet
+        for asset in self.assets.values():
+            self._asset_index[(asset.chain_id, asset.address)] = asset
+        grouped: dict[tuple[Scope, str], list[Policy]] = {}
+        for policy in self.policies:
+            if policy.enabled:
+                grouped.setdefault((policy.scope, policy.target), []).append(policy)
+        self._scope_index.update({key: tuple(value) for key, value in grouped.items()})
+
+    def wallet_by_address(self, chain_id: int, address: str) -> Wallet | None:
+        """The wallet with this canonical address on this chain, if walletgate knows it."""
+        return self._wallet_index.get((chain_id, address))
+
+    def asset_by_address(self, chain_id: int, address: str | None) -> Asset | None:
+        """The asset at ``address`` on ``chain_id`` (``None`` for the native coin)."""
+        return self._asset_index.get((chain_id, address))
+
+    def policies_for(self, wallet: Wallet) -> tuple[Policy, ...]:
+        """Enabled policies attached to the wallet, its agent or its owner."""
+        found = self._scope_index.get((Scope.WALLET, wallet.id), ())
+        if wallet.agent is not None:
+            found += self._scope_index.get((Scope.AGENT, wallet.agent), ())
+        return found + self._scope_index.get((Scope.OWNER, wallet.owner), ())
