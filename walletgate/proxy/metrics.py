@@ -1,0 +1,70 @@
+"""Prometheus metrics of one gateway process (its own registry, so tests can run many)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry
+    requests: Counter
+    decisions: Counter
+    http_latency: Histogram
+    spend_latency: Histogram
+    backend_latency: Histogram
+    backend_errors: Counter
+    balance_cache: Counter
+    auth_failures: Counter
+    audit_backlog: Gauge
+
+    def render(self) -> bytes:
+        """The exposition text for /metrics."""
+        return bytes(generate_latest(self.registry))
+
+
+def new_metrics() -> Metrics:
+    """A fresh set of metrics in a private registry."""
+    registry = CollectorRegistry()
+    return Metrics(
+        registry=registry,
+        requests=Counter(
+            "walletgate_calls", "JSON-RPC calls received, by method class", ["method_class"],
+            registry=registry,
+        ),
+        decisions=Counter(
+            "walletgate_decisions", "Decisions on spending and signing calls", ["decision", "reason"],
+            registry=registry,
+        ),
+        http_latency=Histogram(
+            "walletgate_http_request_seconds", "Time to answer an HTTP request", ["route"],
+            buckets=_LATENCY_BUCKETS, registry=registry,
+        ),
+        spend_latency=Histogram(
+            "walletgate_spend_seconds", "Time from receipt to settlement of a forwarded spend",
+            buckets=_LATENCY_BUCKETS, registry=registry,
+        ),
+        backend_latency=Histogram(
+            "walletgate_backend_seconds", "Backend round-trip time",
+            buckets=_LATENCY_BUCKETS, registry=registry,
+        ),
+        backend_errors=Counter(
+            "walletgate_backend_errors", "Backend errors and unknown outcomes", ["backend", "kind"],
+            registry=registry,
+        ),
+        balance_cache=Counter(
+            "walletgate_balance_cache", "eth_getBalance cache lookups", ["result"], registry=registry
+        ),
+        auth_failures=Counter(
+            "walletgate_auth_failures", "Requests with a missing or unknown token", ["kind"],
+            registry=registry,
+        ),
+        audit_backlog=Gauge(
+            "walletgate_audit_backlog", "Audit rows and updates waiting to be written",
+            registry=registry,
+        ),
+    )

@@ -1,0 +1,373 @@
+"""Where every request is decided: one JSON-RPC call in, one JSON-RPC response out.
+
+This is the imperative shell around the pure core. For a spending or signing call:
+decode (``proxy.evm``) → evaluate (``policies.evaluator``) → reserve counters →
+durable audit row → forward → settle counters and the audit row. Reads are forwarded
+(``eth_getBalance`` from the balance cache); node administration and unknown methods
+are refused. Anything walletgate cannot decide is refused as "unavailable" and never
+forwarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from walletgate.intents import DecodedRequest, DecodeError, MethodClass
+from walletgate.policies.decision import Decision, Finding, Outcome, Reason
+from walletgate.policies.evaluator import evaluate
+from walletgate.policies.model import PolicySet, Wallet
+from walletgate.policies.request import SpendRequest
+from walletgate.proxy import errors
+from walletgate.proxy.backend import BackendClient, BackendReply
+from walletgate.proxy.backend import Outcome as ForwardOutcome
+from walletgate.proxy.evm.decode import balance_query, decode_call
+from walletgate.proxy.evm.methods import classify
+from walletgate.proxy.metrics import Metrics
+from walletgate.storage.audit import AuditOutcome, AuditRecord, AuditUnavailable, AuditWriter
+from walletgate.storage.cache import CacheUnavailable, drop_balances, get_balance, put_balance
+from walletgate.storage.counters import (
+    CounterRefusal,
+    Counters,
+    CountersUnavailable,
+    Reservation,
+    claims_to_json,
+)
+
+_log = logging.getLogger(__name__)
+
+Response = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The authenticated agent behind a request."""
+
+    agent_id: str
+    owner_id: str
+    token_id: str
+
+
+@dataclass
+class Gateway:
+    """The per-process dependencies of the request path."""
+
+    counters: Counters
+    audit: AuditWriter
+    redis: aioredis.Redis
+    metrics: Metrics
+    balance_ttl: int
+    reads_fail_open: bool
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+def intent_to_json(intent: object) -> dict[str, Any]:
+    """An intent as a JSON-able dict with its kind, amounts as decimal strings."""
+    out: dict[str, Any] = {"kind": type(intent).__name__}
+    for key, value in dataclasses.asdict(intent).items():  # type: ignore[call-overload]
+        out[key] = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    return out
+
+
+def _refusal(call_id: Any, decision: Decision, tx_id: uuid.UUID | None, **extra: Any) -> Response:
+    data = decision.to_json()
+    data["transaction_id"] = str(tx_id) if tx_id else None
+    data.update(extra)
+    return errors.error_object(
+        call_id, errors.code_for_reason(decision.reason), decision.message, data
+    )
+
+
+def _unavailable(what: str) -> Decision:
+    return Decision(
+        outcome=Outcome.DENY,
+        reason=Reason.UNAVAILABLE,
+        message=f"walletgate cannot decide right now ({what}); the request was not forwarded",
+    )
+
+
+def _counter_refusal_decision(decision: Decision, refusal: CounterRefusal) -> Decision:
+    claim = refusal.claim
+    reason = Reason.RATE_LIMITED if claim.unit == "requests" or claim.unit == "transactions" else Reason.CUMULATIVE_CAP
+    finding = Finding(
+        policy=claim.policy,
+        rule=claim.rule,
+        rule_type="rate_limit" if reason is Reason.RATE_LIMITED else "cumulative_cap",
+        passed=False,
+        reason=reason,
+        message=(
+            f"{claim.policy}/{claim.rule}: {refusal.already} {claim.unit} already counted, "
+            f"{claim.amount} more would exceed the limit of {claim.limit}"
+        ),
+        limit=f"{claim.limit} {claim.unit}",
+        requested=f"{claim.amount} {claim.unit}",
+        already_spent=f"{refusal.already} {claim.unit}",
+    )
+    return dataclasses.replace(
+        decision,
+        outcome=Outcome.DENY,
+        reason=reason,
+        message=finding.message,
+        findings=(finding, *decision.findings),
+    )
+
+
+class CallHandler:
+    """Handles the calls of one HTTP request for one caller and one backend."""
+
+    def __init__(self, gw: Gateway, backend: BackendClient, caller: Caller, policies: PolicySet) -> None:
+        self._gw = gw
+        self._backend = backend
+        self._caller = caller
+        self._policies = policies
+
+    async def handle(self, call_id: Any, method: str, params: Any) -> Response:
+        """Decide one call and return its JSON-RPC response."""
+        method_class = classify(method)
+        self._gw.metrics.requests.labels(method_class=str(method_class)).inc()
+        if method_class is MethodClass.READ:
+            return await self._read(call_id, method, params)
+        if method_class in (MethodClass.SPENDING, MethodClass.SIGNING):
+            return await self._spend(call_id, method, params)
+        self._gw.metrics.decisions.labels(decision="deny", reason=Reason.METHOD_NOT_ALLOWED).inc()
+        return errors.error_object(
+            call_id,
+            errors.METHOD_NOT_SUPPORTED,
+            f"method {method!r} is not allowed through walletgate ({method_class} methods are denied)",
+            {"decision": "deny", "reason": str(Reason.METHOD_NOT_ALLOWED), "method": method},
+        )
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def _read(self, call_id: Any, method: str, params: Any) -> Response:
+        payload = {"jsonrpc": "2.0", "id": call_id, "method": method, "params": params}
+        chain_id = self._backend.backend.chain_id
+        query = balance_query(params) if method == "eth_getBalance" else None
+        if query is not None:
+            try:
+                cached = await get_balance(self._gw.redis, chain_id, *query)
+            except (RedisError, CacheUnavailable):
+                cached = None
+            if cached is not None:
+                self._gw.metrics.balance_cache.labels(result="hit").inc()
+                return {"jsonrpc": "2.0", "id": call_id, "result": cached}
+            self._gw.metrics.balance_cache.labels(result="miss").inc()
+        reply = await self._forward(payload)
+        if reply.body is None:
+            return errors.error_object(
+                call_id, errors.RESOURCE_UNAVAILABLE, f"backend unavailable: {reply.detail}"
+            )
+        if query is not None and reply.outcome is ForwardOutcome.SUCCESS:
+            try:
+                await put_balance(
+                    self._gw.redis, chain_id, *query, str(reply.body["result"]), self._gw.balance_ttl
+                )
+            except (RedisError, CacheUnavailable):
+                pass  # a cache miss next time; the answer itself is right
+        return _with_id(reply.body, call_id)
+
+    async def _forward(self, payload: Any) -> BackendReply:
+        started = time.perf_counter()
+        reply = await self._backend.post(payload)
+        self._gw.metrics.backend_latency.observe(time.perf_counter() - started)
+        if reply.outcome is ForwardOutcome.UNKNOWN:
+            self._gw.metrics.backend_errors.labels(backend=self._backend.backend.name, kind="unknown").inc()
+        elif reply.outcome is ForwardOutcome.REJECTED:
+            self._gw.metrics.backend_errors.labels(backend=self._backend.backend.name, kind="rpc_error").inc()
+        return reply
+
+    # -- spends --------------------------------------------------------------------------
+
+    async def _spend(self, call_id: Any, method: str, params: Any) -> Response:
+        started = time.perf_counter()
+        now = self._gw.clock()
+        tx_id = uuid.uuid4()
+        request_json = {"jsonrpc": "2.0", "id": call_id, "method": method, "params": params}
+        try:
+            decoded = decode_call(method, params)
+        except DecodeError as exc:
+            decision = Decision(Outcome.DENY, Reason.MALFORMED, f"cannot decode {method}: {exc}")
+            await self._log_refusal(tx_id, now, method, request_json, None, decision, started)
+            self._count(decision)
+            return errors.error_object(
+                call_id,
+                exc.code,
+                f"invalid {method} request: {exc}",
+                {**decision.to_json(), "where": exc.where, "transaction_id": str(tx_id)},
+            )
+        request = SpendRequest(
+            agent_id=self._caller.agent_id, decoded=decoded, chain_id=self._backend.backend.chain_id
+        )
+        decision = evaluate(request, self._policies, now)
+        wallet = self._wallet_of(decoded)
+        if decision.outcome is not Outcome.ALLOW:
+            logged = await self._log_refusal(tx_id, now, method, request_json, decoded, decision, started, wallet)
+            self._count(decision)
+            return _refusal(call_id, decision, tx_id if logged else None)
+        try:
+            reserved = await self._gw.counters.reserve(str(tx_id), decision.claims, now.timestamp())
+        except CountersUnavailable as exc:
+            _log.warning("refusing %s: %s", method, exc)
+            decision = _unavailable("counters unavailable")
+            await self._log_refusal(tx_id, now, method, request_json, decoded, decision, started, wallet)
+            self._count(decision)
+            return _refusal(call_id, decision, tx_id)
+        if isinstance(reserved, CounterRefusal):
+            decision = _counter_refusal_decision(decision, reserved)
+            await self._log_refusal(tx_id, now, method, request_json, decoded, decision, started, wallet)
+            self._count(decision)
+            return _refusal(call_id, decision, tx_id, retry_after=reserved.retry_after)
+        record = self._record(tx_id, now, method, request_json, decoded, decision, "pending", wallet, started)
+        try:
+            await self._gw.audit.insert(record)
+        except AuditUnavailable as exc:
+            _log.warning("refusing %s: %s", method, exc)
+            await self._settle_quietly(reserved, refund=True)
+            decision = _unavailable("audit log unavailable")
+            self._count(decision)
+            return _refusal(call_id, decision, None)
+        self._count(decision)
+        # Forward and settle as one unit that a disconnecting client cannot cancel: the
+        # reservation must be settled exactly once whatever happens to the caller.
+        task = asyncio.ensure_future(self._forward_and_settle(tx_id, request_json, reserved, decoded, started))
+        return await asyncio.shield(task)
+
+    async def _forward_and_settle(
+        self,
+        tx_id: uuid.UUID,
+        request_json: dict[str, Any],
+        reserved: Reservation,
+        decoded: DecodedRequest,
+        started: float,
+    ) -> Response:
+        forwarded_at = time.perf_counter()
+        reply = await self._forward(request_json)
+        settled = self._gw.clock()
+        timings = {
+            "decide_ms": round((forwarded_at - started) * 1000, 3),
+            "backend_ms": round((time.perf_counter() - forwarded_at) * 1000, 3),
+        }
+        if reply.outcome is ForwardOutcome.SUCCESS:
+            await self._settle_quietly(reserved, refund=False)
+            result = reply.body.get("result") if isinstance(reply.body, dict) else None
+            tx_hash = result.lower() if isinstance(result, str) and len(result) == 66 and decoded.method != "wallet_sendCalls" and decoded.method.startswith("eth_send") else None
+            self._gw.audit.update(AuditOutcome(tx_id, "committed", settled, tx_hash=tx_hash or decoded.tx_hash, timings=timings))
+        elif reply.outcome is ForwardOutcome.REJECTED:
+            await self._settle_quietly(reserved, refund=True)
+            error = reply.body.get("error") if isinstance(reply.body, dict) else None
+            self._gw.audit.update(AuditOutcome(tx_id, "refunded", settled, backend_error=error, timings=timings))
+        else:
+            # It may have been broadcast: the reservation keeps counting until reconciled.
+            self._gw.audit.update(
+                AuditOutcome(tx_id, "unknown", settled, backend_error={"message": reply.detail}, timings=timings)
+            )
+        if decoded.wallet is not None and decoded.method_class is MethodClass.SPENDING:
+            try:
+                await drop_balances(self._gw.redis, self._backend.backend.chain_id, decoded.wallet)
+            except (RedisError, CacheUnavailable):
+                _log.warning("could not drop the balance cache of %s", decoded.wallet)
+        self._gw.metrics.spend_latency.observe(time.perf_counter() - started)
+        if reply.body is None:
+            return errors.error_object(
+                request_json["id"],
+                errors.RESOURCE_UNAVAILABLE,
+                f"the backend's answer is unknown ({reply.detail}); the transaction may have been "
+                "sent and keeps counting against limits until reconciled",
+                {"decision": "allow", "reason": "backend_unknown", "transaction_id": str(tx_id)},
+            )
+        return _with_id(reply.body, request_json["id"])
+
+    async def _settle_quietly(self, reserved: Reservation, *, refund: bool) -> None:
+        try:
+            if refund:
+                await self._gw.counters.refund(reserved)
+            else:
+                await self._gw.counters.commit(reserved)
+        except RedisError as exc:
+            # A refund that did not happen over-counts (the safe side); the reservation
+            # record expires and a rebuild from PostgreSQL corrects it.
+            _log.warning("could not settle reservation %s: %s", reserved.id, exc)
+
+    # -- audit helpers -------------------------------------------------------------------
+
+    def _wallet_of(self, decoded: DecodedRequest) -> Wallet | None:
+        if decoded.wallet is None:
+            return None
+        return self._policies.wallet_by_address(self._backend.backend.chain_id, decoded.wallet)
+
+    def _record(
+        self,
+        tx_id: uuid.UUID,
+        now: datetime,
+        method: str,
+        request_json: dict[str, Any],
+        decoded: DecodedRequest | None,
+        decision: Decision,
+        status: str,
+        wallet: Wallet | None,
+        started: float,
+    ) -> AuditRecord:
+        # Rows refer only to entities of this agent: a foreign wallet is named in the
+        # explanation, not linked, so the audit row cannot fail on it.
+        own_wallet = wallet if wallet is not None and wallet.agent == self._caller.agent_id else None
+        return AuditRecord(
+            id=tx_id,
+            created_at=now,
+            method=method,
+            request=request_json,
+            decision=str(decision.outcome) if decision.reason is not Reason.UNAVAILABLE else "error",
+            reason=str(decision.reason),
+            status=status,
+            agent_id=self._caller.agent_id,
+            wallet_id=own_wallet.id if own_wallet else None,
+            owner_id=self._caller.owner_id,
+            chain_id=self._backend.backend.chain_id,
+            backend=self._backend.backend.name,
+            intents=[intent_to_json(i) for i in decoded.intents] if decoded else [],
+            explanation=decision.to_json(),
+            amounts=dict(decision.amounts),
+            usd_value=decision.usd_value,
+            claims=claims_to_json(decision.claims) if status == "pending" else [],
+            timings={"decide_ms": round((time.perf_counter() - started) * 1000, 3)},
+        )
+
+    async def _log_refusal(
+        self,
+        tx_id: uuid.UUID,
+        now: datetime,
+        method: str,
+        request_json: dict[str, Any],
+        decoded: DecodedRequest | None,
+        decision: Decision,
+        started: float,
+        wallet: Wallet | None = None,
+    ) -> bool:
+        status = "held" if decision.outcome is Outcome.HOLD else "denied"
+        record = self._record(tx_id, now, method, request_json, decoded, decision, status, wallet, started)
+        try:
+            await self._gw.audit.insert(record)
+        except AuditUnavailable:
+            # The refusal stands; only its record is missing. Nothing was forwarded.
+            _log.warning("could not log refusal %s of %s", tx_id, method)
+            return False
+        return True
+
+    def _count(self, decision: Decision) -> None:
+        self._gw.metrics.decisions.labels(decision=str(decision.outcome), reason=str(decision.reason)).inc()
+
+
+def _with_id(body: Any, call_id: Any) -> Response:
+    if isinstance(body, dict):
+        return {**body, "id": call_id}
+    return {"jsonrpc": "2.0", "id": call_id, "result": body}
+

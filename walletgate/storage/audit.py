@@ -1,0 +1,257 @@
+"""The audit log: every spending decision as a row in ``transactions``.
+
+Writes are group-committed: requests that arrive while one batch is being written wait
+for the next batch, and one PostgreSQL transaction makes all of them durable together.
+Under load that is one database round trip for many requests; when idle it costs what a
+single insert would. ``insert`` returns only once the row is committed, so a spend's
+intent row is durable before it is forwarded (SPEC §6). Outcome updates are queued and
+written in the same batches; they are retried until they land, and a row whose outcome
+never landed stays ``pending``, which keeps counting against caps until reconciled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+_log = logging.getLogger(__name__)
+
+
+class AuditUnavailable(RuntimeError):
+    """The audit row could not be made durable: the spend must not be forwarded."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """A new row of the audit log (see migrations/0001_initial.sql for the columns)."""
+
+    id: UUID
+    created_at: datetime
+    method: str
+    request: Any
+    decision: str
+    reason: str
+    status: str
+    agent_id: str | None = None
+    wallet_id: str | None = None
+    owner_id: str | None = None
+    chain_id: int | None = None
+    backend: str = "default"
+    intents: Sequence[Any] = ()
+    explanation: Any = field(default_factory=dict)
+    amounts: dict[str, int] = field(default_factory=dict)
+    usd_value: Decimal | None = None
+    claims: Sequence[Any] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditOutcome:
+    """What happened after forwarding: the final status and what the backend said."""
+
+    id: UUID
+    status: str  # committed | refunded | unknown
+    settled_at: datetime
+    tx_hash: str | None = None
+    backend_error: Any = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+_INSERT = """
+INSERT INTO transactions (id, created_at, agent_id, wallet_id, owner_id, chain_id, backend,
+    method, request, intents, decision, reason, explanation, status, amounts, usd_value,
+    claims, timings)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11, $12, $13::jsonb, $14,
+    $15::jsonb, $16, $17::jsonb, $18::jsonb)
+"""
+
+_UPDATE = """
+UPDATE transactions
+   SET status = $2, settled_at = $3, tx_hash = $4, backend_error = $5::jsonb,
+       timings = timings || $6::jsonb
+ WHERE id = $1
+"""
+
+
+def _insert_args(record: AuditRecord) -> tuple[Any, ...]:
+    return (
+        record.id,
+        record.created_at,
+        record.agent_id,
+        record.wallet_id,
+        record.owner_id,
+        record.chain_id,
+        record.backend,
+        record.method,
+        _dumps(record.request),
+        _dumps(list(record.intents)),
+        record.decision,
+        record.reason,
+        _dumps(record.explanation),
+        record.status,
+        _dumps({asset: str(units) for asset, units in record.amounts.items()}),
+        record.usd_value,
+        _dumps(list(record.claims)),
+        _dumps(record.timings),
+    )
+
+
+def _update_args(outcome: AuditOutcome) -> tuple[Any, ...]:
+    return (
+        outcome.id,
+        outcome.status,
+        outcome.settled_at,
+        outcome.tx_hash,
+        None if outcome.backend_error is None else _dumps(outcome.backend_error),
+        _dumps(outcome.timings),
+    )
+
+
+class AuditWriter:
+    """Group-committing writer of audit rows. One instance per gateway process."""
+
+    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 256, timeout: float = 5.0) -> None:
+        self._pool = pool
+        self._max_batch = max_batch
+        self._timeout = timeout
+        self._inserts: list[tuple[AuditRecord, asyncio.Future[None]]] = []
+        self._updates: list[AuditOutcome] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def start(self) -> None:
+        """Start the background batch writer."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="audit-writer")
+
+    async def close(self) -> None:
+        """Write everything still queued, then stop."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def insert(self, record: AuditRecord) -> None:
+        """Queue ``record`` and return once it is committed; raise AuditUnavailable if not."""
+        if self._task is None or self._closing:
+            raise AuditUnavailable("the audit writer is not running")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inserts.append((record, future))
+        self._wakeup.set()
+        # The caller may be cancelled (client gone); the row is written regardless.
+        await asyncio.shield(future)
+
+    def update(self, outcome: AuditOutcome) -> None:
+        """Queue an outcome update; it is written with the next batch and retried on error."""
+        self._updates.append(outcome)
+        self._wakeup.set()
+
+    @property
+    def backlog(self) -> int:
+        """Rows and updates waiting to be written (exported as a metric)."""
+        return len(self._inserts) + len(self._updates)
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._inserts or self._updates:
+                inserts = self._inserts[: self._max_batch]
+                del self._inserts[: len(inserts)]
+                updates = self._updates[: self._max_batch]
+                del self._updates[: len(updates)]
+                try:
+                    await asyncio.wait_for(self._write(inserts, updates), self._timeout)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                    _log.warning("audit batch failed (%d rows, %d updates): %s",
+                                 len(inserts), len(updates), exc)
+                    for _, future in inserts:
+                        if not future.done():
+                            future.set_exception(AuditUnavailable(f"audit log unavailable: {exc}"))
+                    # Outcomes must land eventually; keep them for the next attempt.
+                    self._updates[:0] = updates
+                    if self._closing:
+                        return
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+                    continue
+                backoff = 0.05
+                for _, future in inserts:
+                    if not future.done():
+                        future.set_result(None)
+            if self._closing:
+                return
+
+    async def _write(
+        self, inserts: list[tuple[AuditRecord, asyncio.Future[None]]], updates: list[AuditOutcome]
+    ) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            if inserts:
+                await conn.executemany(_INSERT, [_insert_args(r) for r, _ in inserts])
+            if updates:
+                await conn.executemany(_UPDATE, [_update_args(u) for u in updates])
+
+
+@dataclass(frozen=True, slots=True)
+class TxFilter:
+    agent: str | None = None
+    wallet: str | None = None
+    decision: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 50
+
+
+async def list_transactions(conn: asyncpg.Connection | asyncpg.Pool, flt: TxFilter) -> list[dict[str, Any]]:
+    """Rows of the audit log matching ``flt``, newest first."""
+    clauses, args = [], []
+    for column, value in (
+        ("agent_id", flt.agent),
+        ("wallet_id", flt.wallet),
+        ("decision", flt.decision),
+    ):
+        if value is not None:
+            args.append(value)
+            clauses.append(f"{column} = ${len(args)}")
+    if flt.since is not None:
+        args.append(flt.since)
+        clauses.append(f"created_at >= ${len(args)}")
+    if flt.until is not None:
+        args.append(flt.until)
+        clauses.append(f"created_at < ${len(args)}")
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    args.append(flt.limit)
+    rows = await conn.fetch(
+        f"""SELECT id, created_at, agent_id, wallet_id, chain_id, backend, method, decision,
+                   reason, status, amounts, usd_value, tx_hash, explanation, backend_error
+              FROM transactions {where}
+             ORDER BY created_at DESC, id
+             LIMIT ${len(args)}""",
+        *args,
+    )
+    out = []
+    for row in rows:
+        item = dict(row)
+        for key in ("amounts", "explanation", "backend_error"):
+            if isinstance(item[key], str):
+                item[key] = json.loads(item[key])
+        out.append(item)
+    return out
