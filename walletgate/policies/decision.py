@@ -110,6 +110,11 @@ class Decision:
     claims: tuple[CounterClaim, ...] = ()
     usd_value: Decimal | None = None
     amounts: tuple[tuple[str, int], ...] = field(default=())  # (asset id, base units)
+    # A `notify` tier fired: the owner is told about this request (whatever the outcome).
+    notify: bool = False
+    # For HOLD: seconds after which a `delay` tier releases the request by itself;
+    # None means it waits for the owner's approval.
+    hold_delay_seconds: int | None = None
 
     @property
     def allowed(self) -> bool:
@@ -122,13 +127,19 @@ class Decision:
 
     def to_json(self) -> dict[str, Any]:
         deciding = self.deciding
-        return {
+        out: dict[str, Any] = {
             "decision": str(self.outcome),
             "reason": str(self.reason),
             "message": self.message,
-            "policy": deciding.policy if deciding else None,
-            "rule": deciding.rule if deciding else None,
+            # A coverage gap has no policy or rule (""): report it as null.
+            "policy": (deciding.policy or None) if deciding else None,
+            "rule": (deciding.rule or None) if deciding else None,
             "findings": [f.to_json() for f in self.findings],
             "usd_value": str(self.usd_value) if self.usd_value is not None else None,
             "amounts": {asset: str(units) for asset, units in self.amounts},
         }
+        if self.notify:
+            out["notify"] = True
+        if self.outcome is Outcome.HOLD:
+            out["hold_delay_seconds"] = self.hold_delay_seconds
+        return out

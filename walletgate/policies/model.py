@@ -54,13 +54,20 @@ class Asset:
     def native(self) -> bool:
         return self.address is None
 
-    def usd_value(self, base_units: int, now: datetime) -> Decimal | None:
-        """USD value of ``base_units``, or ``None`` when the price is missing or stale."""
+    def price_at(self, now: datetime) -> Decimal | None:
+        """The USD price of one whole unit at ``now``, or ``None`` when missing or stale."""
         if self.price_usd is None or self.price_as_of is None:
             return None
         if self.price_max_age is not None and now - self.price_as_of > self.price_max_age:
             return None
-        return Decimal(base_units) * self.price_usd / (Decimal(10) ** self.decimals)
+        return self.price_usd
+
+    def usd_value(self, base_units: int, now: datetime) -> Decimal | None:
+        """USD value of ``base_units``, or ``None`` when the price is missing or stale."""
+        price = self.price_at(now)
+        if price is None:
+            return None
+        return Decimal(base_units) * price / (Decimal(10) ** self.decimals)
 
 
 class Scope(StrEnum):
@@ -273,6 +280,12 @@ class PolicySet:
     def asset_by_address(self, chain_id: int, address: str | None) -> Asset | None:
         """The asset at ``address`` on ``chain_id`` (``None`` for the native coin)."""
         return self._asset_index.get((chain_id, address))
+
+    def policies_for_agent(self, agent: Agent) -> tuple[Policy, ...]:
+        """Enabled policies attached to the agent or its owner (requests with no wallet)."""
+        return self._scope_index.get((Scope.AGENT, agent.id), ()) + self._scope_index.get(
+            (Scope.OWNER, agent.owner), ()
+        )
 
     def policies_for(self, wallet: Wallet) -> tuple[Policy, ...]:
         """Enabled policies attached to the wallet, its agent or its owner."""
