@@ -61,7 +61,12 @@ def _parser() -> argparse.ArgumentParser:
 
     devnet = sub.add_parser("devnet", help="serve a local EVM devnet (eth-tester) over JSON-RPC")
     devnet.add_argument("--host", default="127.0.0.1")
-    devnet.add_argument("--port", type=int, default=8546)
+    devnet.add_argument("--port", type=int, default=8546, help="0 picks a free port")
+    devnet.add_argument(
+        "--ready-file",
+        metavar="PATH",
+        help="once serving, write url, chain id, accounts and token here as JSON",
+    )
 
     policies = sub.add_parser("policies", help="validate, plan, apply and export policies")
     psub = policies.add_subparsers(dest="policies_command", required=True)
