@@ -1,0 +1,57 @@
+"""The eth_getBalance cache: a wallet's answers, briefly (SPEC §5).
+
+Each wallet has one Redis hash, field = block tag, value = the backend's answer
+(a hex quantity string, passed through untouched). One key per wallet lets a forwarded
+spend drop every cached tag of that wallet with a single DEL.
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from walletgate.storage.cache_keys import balance_key
+from walletgate.storage.redis_guard import redis_errors
+
+
+def _field(block_tag: str) -> str:
+    # "0x1A" and "0x1a" are the same block; "Latest" is not a valid tag but harmless.
+    return block_tag.lower()
+
+
+async def get_balance(
+    redis: aioredis.Redis, chain_id: int, address: str, block_tag: str
+) -> str | None:
+    """The cached answer for this wallet and block tag, or ``None`` on a miss.
+
+    Raises :class:`~walletgate.storage.redis_guard.CacheUnavailable` when Redis fails
+    and :class:`~walletgate.intents.InvalidAddress` for a malformed address.
+    """
+    key = balance_key(chain_id, address)
+    with redis_errors("reading the balance cache"):
+        raw = await redis.hget(key, _field(block_tag))
+    if raw is None:
+        return None
+    return raw.decode("ascii") if isinstance(raw, bytes) else str(raw)
+
+
+async def put_balance(
+    redis: aioredis.Redis, chain_id: int, address: str, block_tag: str, balance: str, ttl: int
+) -> None:
+    """Cache the backend's answer for ``ttl`` seconds at most.
+
+    The hash's expiry is set only when it has none (``EXPIRE … NX``): later tags must
+    not extend the life of earlier ones, so no answer is ever older than ``ttl``.
+    """
+    key = balance_key(chain_id, address)
+    with redis_errors("writing the balance cache"):
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, _field(block_tag), balance)
+            pipe.expire(key, ttl, nx=True)
+            await pipe.execute()
+
+
+async def drop_balances(redis: aioredis.Redis, chain_id: int, address: str) -> None:
+    """Forget every cached balance of this wallet (a spend from it was forwarded)."""
+    key = balance_key(chain_id, address)
+    with redis_errors("dropping the balance cache"):
+        await redis.delete(key)
