@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from walletgate.config.settings import SettingsError, load_settings
+from walletgate.errors import UserError
 
 # command path -> "module:function"
 _COMMANDS: dict[tuple[str, ...], str] = {
@@ -142,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"walletgate: {exc}", file=sys.stderr)
         return 2
+    except UserError as exc:
+        print(f"walletgate: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return int(result or 0)

@@ -1,0 +1,181 @@
+"""Connect to PostgreSQL and Redis: embedded servers or configured URLs, one code path.
+
+``open_stores`` is what the gateway and every CLI command that touches state use. In
+embedded mode (no URL configured) it starts or joins the data directory's servers and
+migrates them, since nobody else will; with URLs it only connects and refuses to run on
+a database with pending migrations (``walletgate migrate`` is an explicit, operator step
+in a deployment). After that both modes are the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from walletgate.config.settings import Settings, SettingsError
+from walletgate.errors import UserError
+from walletgate.storage.embedded import attach, detach
+from walletgate.storage.migrations import apply_migrations, pending_migrations
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+class StoreUnavailableError(UserError):
+    """PostgreSQL or Redis cannot be reached, or the database is not migrated."""
+
+
+@dataclass(frozen=True)
+class Stores:
+    """Open connections to the source of truth (PostgreSQL) and the fast state (Redis)."""
+
+    pool: asyncpg.Pool
+    redis: aioredis.Redis
+    database_url: str
+    redis_url: str
+
+
+@dataclass(frozen=True)
+class ServerUrls:
+    database_url: str
+    redis_url: str | None
+    embedded: bool
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, fit for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo = f"{parts.username or ''}:***@"
+    return urlunsplit(parts._replace(netloc=userinfo + parts.netloc.rpartition("@")[2]))
+
+
+@asynccontextmanager
+async def server_urls(settings: Settings, *, need_redis: bool = True) -> AsyncIterator[ServerUrls]:
+    """Where PostgreSQL (and, if ``need_redis``, Redis) are for ``settings``; in embedded
+    mode the data directory's servers run (at least) until the block exits."""
+    if settings.embedded:
+        servers = await asyncio.to_thread(attach, settings.data_dir)
+        try:
+            yield ServerUrls(servers.database_url, servers.redis_url, embedded=True)
+        finally:
+            await asyncio.to_thread(detach, settings.data_dir)
+        return
+    if settings.database_url is None:
+        raise SettingsError(
+            "redis_url is set but database_url is not (WALLETGATE_DATABASE_URL): configure "
+            "both, or neither to use the embedded servers"
+        )
+    if need_redis and settings.redis_url is None:
+        raise SettingsError(
+            "database_url is set but redis_url is not (WALLETGATE_REDIS_URL): configure "
+            "both, or neither to use the embedded servers"
+        )
+    yield ServerUrls(settings.database_url, settings.redis_url, embedded=False)
+
+
+def _unavailable(what: str, url: str, exc: BaseException) -> StoreUnavailableError:
+    reason = str(exc) or type(exc).__name__
+    return StoreUnavailableError(f"cannot connect to {what} at {redact_url(url)}: {reason}")
+
+
+# What a failed connection attempt raises: refused/unresolvable (OSError), too slow
+# (TimeoutError), or refused by the server (bad password, missing database).
+_PG_CONNECT_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+@asynccontextmanager
+async def database_connection(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    """One connection to the configured (or embedded) database; Redis is not needed."""
+    async with server_urls(settings, need_redis=False) as urls:
+        try:
+            conn = await asyncpg.connect(urls.database_url, timeout=settings.database_timeout)
+        except _PG_CONNECT_ERRORS as exc:
+            raise _unavailable("PostgreSQL", urls.database_url, exc) from None
+        try:
+            yield conn
+        finally:
+            await conn.close()
+
+
+def connect_redis(url: str, settings: Settings) -> aioredis.Redis:
+    """A Redis client for ``url`` (``redis://``, ``rediss://`` or ``unix://``), returning
+    bytes, with the short timeouts of ``settings.redis_timeout``: a slow Redis must make a
+    spend fail fast (and closed), not hang the request."""
+    scheme = urlsplit(url).scheme
+    # Seam for Redis Cluster: a cluster URL will return a redis.asyncio.RedisCluster here;
+    # callers already keep multi-key scripts on one hash slot (SPEC §5).
+    if scheme not in REDIS_SCHEMES:
+        raise SettingsError(
+            f"redis_url {redact_url(url)}: unsupported scheme {scheme!r} "
+            f"(expected one of {', '.join(s + '://' for s in REDIS_SCHEMES)})"
+        )
+    client: aioredis.Redis = aioredis.Redis.from_url(
+        url,
+        decode_responses=False,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+    )
+    return client
+
+
+async def _create_pool(url: str, settings: Settings) -> asyncpg.Pool:
+    try:
+        pool: asyncpg.Pool = await asyncpg.create_pool(
+            url, timeout=settings.database_timeout, min_size=1, max_size=20
+        )
+    except _PG_CONNECT_ERRORS as exc:
+        raise _unavailable("PostgreSQL", url, exc) from None
+    return pool
+
+
+async def _require_migrated(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        pending = await pending_migrations(conn)
+    if pending:
+        raise StoreUnavailableError(
+            f"the database has {len(pending)} pending migration(s) ({', '.join(pending)}): "
+            "run 'walletgate migrate' first"
+        )
+
+
+async def _ping_redis(client: aioredis.Redis, url: str) -> None:
+    try:
+        await client.ping()
+    except (redis.exceptions.RedisError, OSError) as exc:
+        raise _unavailable("Redis", url, exc) from None
+
+
+@asynccontextmanager
+async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
+    """Open PostgreSQL and Redis for ``settings`` and close them when the block exits.
+
+    Embedded mode starts (or joins) the data directory's servers and applies pending
+    migrations. With URLs configured, a database that is unreachable or has pending
+    migrations raises ``StoreUnavailableError``, whose message says what to do.
+    """
+    async with server_urls(settings) as urls:
+        assert urls.redis_url is not None  # need_redis=True guarantees it
+        if urls.embedded:
+            try:
+                await apply_migrations(urls.database_url, connect_timeout=settings.database_timeout)
+            except _PG_CONNECT_ERRORS as exc:
+                raise _unavailable("PostgreSQL", urls.database_url, exc) from None
+        pool = await _create_pool(urls.database_url, settings)
+        try:
+            await _require_migrated(pool)
+            client = connect_redis(urls.redis_url, settings)
+            try:
+                await _ping_redis(client, urls.redis_url)
+                yield Stores(pool, client, urls.database_url, urls.redis_url)
+            finally:
+                await client.aclose()
+        finally:
+            await pool.close()
