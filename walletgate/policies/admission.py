@@ -1,0 +1,126 @@
+"""Checks before any policy is consulted: is this a request policies can judge at all?
+
+In order: the decoded request is well formed (canonical addresses, non-negative integer
+amounts: a decoder bug must refuse, not slip past a denylist); it is a spending or
+signing request; its wallet is known on the backend's chain and belongs to the agent
+(an agent may use only its own wallets); it is bound to no other chain; and every
+intent acts for that one wallet on that one chain. ``transferFrom``'s ``source`` is
+exempt: it is the account whose allowance the wallet spends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from walletgate.intents import (
+    ContractCall,
+    ContractCreation,
+    DecodedRequest,
+    Delegation,
+    InvalidAddress,
+    MessageSignature,
+    MethodClass,
+    NativeTransfer,
+    TokenApproval,
+    TokenTransfer,
+    canonical_address,
+)
+from walletgate.policies.decision import Reason
+from walletgate.policies.model import PolicySet, Wallet
+from walletgate.policies.request import SpendRequest
+
+_ADDRESS_FIELDS = frozenset(
+    {"wallet", "to", "token", "source", "spender", "contract", "delegate", "verifying_contract"}
+)
+_AMOUNT_FIELDS = frozenset({"amount"})
+_INTENT_TYPES = (
+    NativeTransfer,
+    TokenTransfer,
+    TokenApproval,
+    ContractCall,
+    ContractCreation,
+    Delegation,
+    MessageSignature,
+)
+_JUDGED_CLASSES = frozenset({MethodClass.SPENDING, MethodClass.SIGNING})
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A request refused before any policy: the reason and what was wrong."""
+
+    reason: Reason
+    message: str
+
+
+def malformation(decoded: DecodedRequest) -> str | None:
+    """What is wrong with a decoded request's shape, naming the field; ``None`` if nothing."""
+    if decoded.wallet is not None and not _is_canonical(decoded.wallet):
+        return f"wallet: {decoded.wallet!r} is not a canonical address"
+    for index, intent in enumerate(decoded.intents):
+        where = f"intents[{index}]"
+        if not isinstance(intent, _INTENT_TYPES):
+            return f"{where}: {type(intent).__name__} is not an intent"
+        for field in fields(intent):
+            value = getattr(intent, field.name)
+            if field.name in _ADDRESS_FIELDS and value is not None and not _is_canonical(value):
+                return f"{where}.{field.name}: {value!r} is not a canonical address"
+            if field.name in _AMOUNT_FIELDS and not _is_base_units(value):
+                return f"{where}.{field.name}: {value!r} is not a non-negative integer"
+    return None
+
+
+def admit(request: SpendRequest, policies: PolicySet) -> Wallet | Refusal:
+    """The request's wallet, or why policies cannot judge this request."""
+    decoded = request.decoded
+    if decoded.method_class not in _JUDGED_CLASSES:
+        return Refusal(
+            Reason.METHOD_NOT_ALLOWED,
+            f"{decoded.method} is a {decoded.method_class} method; "
+            "policies judge only spending and signing",
+        )
+    if decoded.wallet is None:
+        return Refusal(Reason.UNKNOWN_WALLET, f"{decoded.method} names no wallet to act for")
+    wallet = policies.wallet_by_address(request.chain_id, decoded.wallet)
+    if wallet is None:
+        return Refusal(
+            Reason.UNKNOWN_WALLET,
+            f"wallet {decoded.wallet} is not known on chain {request.chain_id}",
+        )
+    if wallet.agent != request.agent_id:
+        return Refusal(
+            Reason.WALLET_NOT_OWNED,
+            f"wallet {decoded.wallet} is not a wallet of agent {request.agent_id!r}",
+        )
+    if decoded.chain_id is not None and decoded.chain_id != request.chain_id:
+        return Refusal(
+            Reason.CHAIN_MISMATCH, _chain_mismatch("the request", decoded.chain_id, request)
+        )
+    for index, intent in enumerate(decoded.intents):
+        if intent.wallet != wallet.address:
+            return Refusal(
+                Reason.WALLET_NOT_OWNED,
+                f"intents[{index}] acts for {intent.wallet}, not for the request's wallet "
+                f"{wallet.address}",
+            )
+        if intent.chain_id is not None and intent.chain_id != request.chain_id:
+            where = f"intents[{index}]"
+            return Refusal(Reason.CHAIN_MISMATCH, _chain_mismatch(where, intent.chain_id, request))
+    return wallet
+
+
+def _chain_mismatch(what: str, bound: int, request: SpendRequest) -> str:
+    return f"{what} is bound to chain {bound}, but this backend serves chain {request.chain_id}"
+
+
+def _is_canonical(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        return canonical_address(value) == value
+    except InvalidAddress:
+        return False
+
+
+def _is_base_units(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -1,0 +1,141 @@
+"""Coverage: a spend that no applicable rule speaks for is refused (SPEC §4).
+
+Rules judge what they list; coverage asks the other question, whether any rule speaks
+for each intent at all:
+
+- a transfer needs a rule that bounds its amount: a ``per_tx_cap`` or
+  ``cumulative_cap`` in its asset or in USD. An asset walletgate does not know cannot
+  be bounded (``unknown_asset``);
+- an approval is bounded by those or by an ``approval_limit`` on its asset; an
+  unlimited approval needs an ``approval_limit`` on its asset (which must then say
+  ``allow_unlimited``);
+- a contract call or creation needs a ``contract_allowlist``, an EIP-7702 delegation a
+  ``delegation_allowlist``, a message signature a ``signing_allowlist``.
+
+A zero amount moves nothing, so it needs no bound; a request with no intents at all
+(say, a zero-value transaction to an account, with no data) is covered when any policy
+applies to its wallet. Both are still judged by every rule: chain, time window,
+destination lists, rate limits.
+
+A gap is reported as a failed finding with no policy and no rule (``policy == ""``)
+and ``rule_type == "coverage"``. Unlike rule findings, a gap can close when a rule is
+added: coverage is the one place where more rules can admit more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from walletgate.intents import (
+    ContractCall,
+    ContractCreation,
+    Delegation,
+    Intent,
+    MessageSignature,
+    NativeTransfer,
+    TokenApproval,
+)
+from walletgate.policies.decision import Finding, Reason
+from walletgate.policies.facts import (
+    Movable,
+    Movement,
+    RequestFacts,
+    asset_of,
+    describe_movement,
+    destination_of,
+    is_movable,
+)
+from walletgate.policies.limits import applies_to
+from walletgate.policies.model import (
+    ApprovalLimit,
+    ContractAllowlist,
+    CumulativeCap,
+    DelegationAllowlist,
+    PerTxCap,
+    PolicySet,
+    Rule,
+    SigningAllowlist,
+)
+
+COVERAGE = "coverage"
+
+
+def coverage_gaps(
+    facts: RequestFacts, policies: PolicySet, rules: Sequence[Rule]
+) -> tuple[Finding, ...]:
+    """A failed finding for every intent that no rule in ``rules`` covers."""
+    gaps: dict[Finding, None] = {}  # ordered and without duplicates
+    for intent in facts.intents:
+        gap = _gap(intent, facts, policies, rules)
+        if gap is not None:
+            gaps[gap] = None
+    return tuple(gaps)
+
+
+def _gap(
+    intent: Intent, facts: RequestFacts, policies: PolicySet, rules: Sequence[Rule]
+) -> Finding | None:
+    if is_movable(intent):
+        return _movement_gap(intent, facts, policies, rules)
+    if isinstance(intent, ContractCall | ContractCreation):
+        if not _any(rules, ContractAllowlist):
+            what = (
+                f"call to {intent.contract}"
+                if isinstance(intent, ContractCall)
+                else "contract creation"
+            )
+            return _finding(Reason.CONTRACT_NOT_ALLOWED, f"no contract_allowlist admits the {what}")
+    elif isinstance(intent, Delegation):
+        if not _any(rules, DelegationAllowlist):
+            detail = f"no delegation_allowlist admits an EIP-7702 delegation to {intent.delegate}"
+            return _finding(Reason.DELEGATION_NOT_ALLOWED, detail)
+    elif isinstance(intent, MessageSignature) and not _any(rules, SigningAllowlist):
+        detail = f"no signing_allowlist admits {intent.method}"
+        return _finding(Reason.SIGNING_NOT_ALLOWED, detail)
+    return None
+
+
+def _movement_gap(
+    intent: Movable, facts: RequestFacts, policies: PolicySet, rules: Sequence[Rule]
+) -> Finding | None:
+    asset = asset_of(intent, facts.request.chain_id, policies)
+    if asset is None:
+        token = "the native coin" if isinstance(intent, NativeTransfer) else intent.token
+        detail = (
+            f"{token} is not a known asset on chain {facts.request.chain_id}, so no rule can "
+            f"bound what is sent to {destination_of(intent)}"
+        )
+        return _finding(Reason.UNKNOWN_ASSET, detail)
+    what = describe_movement(Movement(intent, asset), facts.wallet.address)
+    approval_limited = isinstance(intent, TokenApproval) and any(
+        isinstance(rule, ApprovalLimit) and applies_to(rule.limit, asset) for rule in rules
+    )
+    if isinstance(intent, TokenApproval) and intent.unlimited and not approval_limited:
+        detail = f"no approval_limit on {asset.symbol} allows the {what}"
+        return _finding(Reason.UNLIMITED_APPROVAL, detail)
+    bounded = approval_limited or any(
+        isinstance(rule, PerTxCap | CumulativeCap) and applies_to(rule.limit, asset)
+        for rule in rules
+    )
+    if intent.amount > 0 and not bounded:
+        detail = (
+            f"no policy bounds the {what}: it needs a per_tx_cap or cumulative_cap "
+            f"in {asset.symbol} or USD"
+        )
+        return _finding(Reason.NO_POLICY, detail)
+    return None
+
+
+def _any(rules: Sequence[Rule], kind: type) -> bool:
+    return any(isinstance(rule, kind) for rule in rules)
+
+
+def _finding(reason: Reason, detail: str) -> Finding:
+    return Finding(
+        policy="",
+        rule="",
+        rule_type=COVERAGE,
+        passed=False,
+        reason=reason,
+        message=f"not covered: {detail}",
+    )
