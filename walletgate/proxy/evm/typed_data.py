@@ -1,0 +1,289 @@
+"""EIP-712 typed data: permits become approvals, anything else a message signature.
+
+Recognised by their exact type definitions (the on-chain contract checks the typehash,
+so a permit with different fields or names would not verify):
+- EIP-2612 ``Permit(owner, spender, value, nonce, deadline)``; the token is
+  ``domain.verifyingContract``;
+- DAI-style ``Permit(holder, spender, nonce, expiry, allowed)``: ``allowed`` means an
+  unlimited allowance;
+- Uniswap Permit2 (``domain.verifyingContract`` is the Permit2 contract):
+  ``PermitSingle``, ``PermitBatch``, ``PermitTransferFrom``, ``PermitBatchTransferFrom``
+  and the witness variants; one approval per token.
+
+A document is first checked with eth-account's ``encode_typed_data``, so only data that
+would actually be signed is judged, and the permit fields are then read more strictly
+than eth-account coerces them (no "1_000" or " 5" for a number, only true/false for a
+bool): anything looser is a DecodeError, never a different number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi.exceptions import EncodingError
+from eth_account.messages import encode_typed_data
+from eth_utils import ValidationError
+
+from walletgate.intents import MAX_UINT256, DecodeError, Intent, MessageSignature
+from walletgate.proxy.evm.context import CallContext
+from walletgate.proxy.evm.erc20 import TokenCallContext, approval
+from walletgate.proxy.evm.hexvalues import read_address, read_uint
+from walletgate.proxy.jsonrpc import RequestError, loads_strict
+
+PERMIT2_ADDRESS = "0x000000000022d473030f116ddee9f6b43ac78ba3"
+
+Field = tuple[str, str]
+
+_EIP2612_PERMIT: tuple[Field, ...] = (
+    ("owner", "address"),
+    ("spender", "address"),
+    ("value", "uint256"),
+    ("nonce", "uint256"),
+    ("deadline", "uint256"),
+)
+_DAI_PERMIT: tuple[Field, ...] = (
+    ("holder", "address"),
+    ("spender", "address"),
+    ("nonce", "uint256"),
+    ("expiry", "uint256"),
+    ("allowed", "bool"),
+)
+_PERMIT_DETAILS: tuple[Field, ...] = (
+    ("token", "address"),
+    ("amount", "uint160"),
+    ("expiration", "uint48"),
+    ("nonce", "uint48"),
+)
+_TOKEN_PERMISSIONS: tuple[Field, ...] = (("token", "address"), ("amount", "uint256"))
+
+#: Permit2 primary type -> (field holding the token permissions, its struct, the fields
+#: that must come first). Witness variants may add one ``witness`` field of any type.
+_PERMIT2_LAYOUTS: dict[str, tuple[str, str, tuple[Field, ...]]] = {
+    "PermitSingle": (
+        "details",
+        "PermitDetails",
+        (("details", "PermitDetails"), ("spender", "address"), ("sigDeadline", "uint256")),
+    ),
+    "PermitBatch": (
+        "details",
+        "PermitDetails",
+        (("details", "PermitDetails[]"), ("spender", "address"), ("sigDeadline", "uint256")),
+    ),
+    "PermitTransferFrom": (
+        "permitted",
+        "TokenPermissions",
+        (
+            ("permitted", "TokenPermissions"),
+            ("spender", "address"),
+            ("nonce", "uint256"),
+            ("deadline", "uint256"),
+        ),
+    ),
+    "PermitBatchTransferFrom": (
+        "permitted",
+        "TokenPermissions",
+        (
+            ("permitted", "TokenPermissions[]"),
+            ("spender", "address"),
+            ("nonce", "uint256"),
+            ("deadline", "uint256"),
+        ),
+    ),
+}
+_PERMIT2_LAYOUTS["PermitWitnessTransferFrom"] = _PERMIT2_LAYOUTS["PermitTransferFrom"]
+_PERMIT2_LAYOUTS["PermitBatchWitnessTransferFrom"] = _PERMIT2_LAYOUTS["PermitBatchTransferFrom"]
+_PERMIT2_STRUCTS = {"PermitDetails": _PERMIT_DETAILS, "TokenPermissions": _TOKEN_PERMISSIONS}
+
+_DOCUMENT_KEYS = frozenset({"types", "primaryType", "domain", "message"})
+#: What eth-account raises for data it cannot encode.
+_ENCODING_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    OverflowError,
+    EncodingError,
+    ValidationError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TypedData:
+    """A structurally valid EIP-712 document that eth-account can encode."""
+
+    types: dict[str, tuple[Field, ...]]
+    primary_type: str
+    domain: dict[str, Any]
+    message: dict[str, Any]
+
+
+def _read_types(value: object, where: str) -> dict[str, tuple[Field, ...]]:
+    if not isinstance(value, dict):
+        raise DecodeError("types must be an object", where=where)
+    types: dict[str, tuple[Field, ...]] = {}
+    for name, fields in value.items():
+        if not isinstance(fields, list):
+            raise DecodeError("must be an array of {name, type}", where=f"{where}.{name}")
+        parsed: list[Field] = []
+        for index, field in enumerate(fields):
+            if (
+                not isinstance(field, dict)
+                or set(field) != {"name", "type"}
+                or not isinstance(field["name"], str)
+                or not isinstance(field["type"], str)
+            ):
+                raise DecodeError(
+                    "must be {name: string, type: string}", where=f"{where}.{name}[{index}]"
+                )
+            parsed.append((field["name"], field["type"]))
+        types[name] = tuple(parsed)
+    return types
+
+
+def parse_typed_data(value: object, where: str) -> TypedData:
+    """Read typed data given as an object or a JSON string (parsed strictly: duplicate
+    keys are refused) and check that eth-account can encode it."""
+    if isinstance(value, str):
+        try:
+            value = loads_strict(value)
+        except RequestError as exc:
+            raise DecodeError(f"typed data string: {exc.message}", where=where) from None
+    if not isinstance(value, dict):
+        raise DecodeError("typed data must be an object or a JSON string", where=where)
+    missing = sorted(_DOCUMENT_KEYS - set(value))
+    if missing:
+        raise DecodeError(f"typed data is missing {missing[0]!r}", where=where)
+    unknown = sorted(set(value) - _DOCUMENT_KEYS)
+    if unknown:
+        raise DecodeError(f"unknown typed data member {unknown[0]!r}", where=where)
+    types = _read_types(value["types"], f"{where}.types")
+    primary_type = value["primaryType"]
+    if not isinstance(primary_type, str) or primary_type not in types:
+        raise DecodeError("primaryType must name a type in types", where=f"{where}.primaryType")
+    for key in ("domain", "message"):
+        if not isinstance(value[key], dict):
+            raise DecodeError(f"{key} must be an object", where=f"{where}.{key}")
+    try:
+        encode_typed_data(full_message=value)
+    except _ENCODING_ERRORS as exc:
+        raise DecodeError(f"typed data does not encode: {exc}", where=where) from None
+    return TypedData(types, primary_type, value["domain"], value["message"])
+
+
+def _member(struct: object, name: str, where: str) -> Any:
+    if not isinstance(struct, dict) or name not in struct:
+        raise DecodeError(f"{name} is required", where=f"{where}.{name}")
+    return struct[name]
+
+
+@dataclass(frozen=True, slots=True)
+class _Domain:
+    chain_id: int | None
+    verifying_contract: str | None
+
+
+def _read_domain(domain: dict[str, Any], where: str) -> _Domain:
+    chain_id = None
+    if domain.get("chainId") is not None:
+        chain_id = read_uint(domain["chainId"], f"{where}.chainId")
+    contract = None
+    if domain.get("verifyingContract") is not None:
+        contract = read_address(domain["verifyingContract"], f"{where}.verifyingContract")
+    return _Domain(chain_id, contract)
+
+
+def _erc2612_intents(
+    data: TypedData, signer: str, owner_field: str, context: TokenCallContext, where: str
+) -> tuple[Intent, ...]:
+    message, at = data.message, f"{where}.message"
+    owner = read_address(_member(message, owner_field, at), f"{at}.{owner_field}")
+    if owner != signer:
+        raise DecodeError(
+            f"permit {owner_field} {owner} is not the signing address {signer}",
+            where=f"{at}.{owner_field}",
+        )
+    spender = read_address(_member(message, "spender", at), f"{at}.spender")
+    if owner_field == "owner":
+        amount = read_uint(_member(message, "value", at), f"{at}.value")
+    else:
+        allowed = _member(message, "allowed", at)
+        if not isinstance(allowed, bool):
+            raise DecodeError("allowed must be true or false", where=f"{at}.allowed")
+        amount = MAX_UINT256 if allowed else 0
+    return (approval(context, spender, amount, "permit"),)
+
+
+def _permit2_layout(data: TypedData) -> tuple[str, str] | None:
+    """(permissions field, its struct) when the primary type is a canonical Permit2 one."""
+    layout = _PERMIT2_LAYOUTS.get(data.primary_type)
+    if layout is None:
+        return None
+    field, struct, leading = layout
+    fields = data.types[data.primary_type]
+    extra = fields[len(leading) :]
+    witness_ok = "Witness" in data.primary_type and len(extra) == 1 and extra[0][0] == "witness"
+    if fields[: len(leading)] != leading or (extra and not witness_ok):
+        return None
+    if data.types.get(struct) != _PERMIT2_STRUCTS[struct]:
+        return None
+    return field, struct
+
+
+def _permit2_intents(
+    data: TypedData, field: str, struct: str, context: TokenCallContext, where: str
+) -> tuple[Intent, ...]:
+    at = f"{where}.message"
+    spender = read_address(_member(data.message, "spender", at), f"{at}.spender")
+    permissions = _member(data.message, field, at)
+    entries = permissions if isinstance(permissions, list) else [permissions]
+    entry_where = [
+        f"{at}.{field}[{index}]" if isinstance(permissions, list) else f"{at}.{field}"
+        for index in range(len(entries))
+    ]
+    amount_bits = 160 if struct == "PermitDetails" else 256
+    intents: list[Intent] = []
+    for entry, place in zip(entries, entry_where, strict=True):
+        token = read_address(_member(entry, "token", place), f"{place}.token")
+        amount = read_uint(_member(entry, "amount", place), f"{place}.amount", bits=amount_bits)
+        token_context = TokenCallContext(context.chain_id, context.wallet, token)
+        intents.append(approval(token_context, spender, amount, "permit2"))
+    return tuple(intents)
+
+
+def _permit_context(
+    context: CallContext, domain: _Domain, signer: str, where: str
+) -> TokenCallContext:
+    if domain.verifying_contract is None:
+        raise DecodeError(
+            "a permit needs domain.verifyingContract (the token)",
+            where=f"{where}.domain.verifyingContract",
+        )
+    chain = context.intent_chain(domain.chain_id, f"{where}.domain.chainId")
+    return TokenCallContext(chain, signer, domain.verifying_contract)
+
+
+def typed_data_intents(
+    context: CallContext, data: TypedData, signer: str, where: str
+) -> tuple[int | None, tuple[Intent, ...]]:
+    """The chain the signature binds (``domain.chainId``) and its intents: approvals for
+    a recognised permit, else one :class:`MessageSignature`."""
+    domain = _read_domain(data.domain, f"{where}.domain")
+    fields = data.types[data.primary_type]
+    if data.primary_type == "Permit" and fields in (_EIP2612_PERMIT, _DAI_PERMIT):
+        owner_field = "owner" if fields == _EIP2612_PERMIT else "holder"
+        token_context = _permit_context(context, domain, signer, where)
+        return domain.chain_id, _erc2612_intents(data, signer, owner_field, token_context, where)
+    permit2 = _permit2_layout(data) if domain.verifying_contract == PERMIT2_ADDRESS else None
+    if permit2 is not None:
+        token_context = _permit_context(context, domain, signer, where)
+        return domain.chain_id, _permit2_intents(data, *permit2, token_context, where)
+    signature = MessageSignature(
+        wallet=signer,
+        method=context.method,
+        primary_type=data.primary_type,
+        verifying_contract=domain.verifying_contract,
+        chain_id=domain.chain_id,
+    )
+    return domain.chain_id, (signature,)
