@@ -10,8 +10,8 @@ session, so parallel test runs on one machine do not collide.
 
 Per test: ``database_url`` is a fresh database cloned from a template migrated once per
 session (``CREATE DATABASE … TEMPLATE``: milliseconds, not a full migration), dropped
-after the test; ``pool`` is an asyncpg pool on it; ``redis_url`` / ``redis`` point at a
-flushed Redis. Nothing here is a mock.
+after the test (``empty_database_url``: the same, unmigrated); ``pool`` is an asyncpg
+pool on it; ``redis_url`` / ``redis`` point at a flushed Redis. Nothing here is a mock.
 """
 
 from __future__ import annotations
@@ -104,6 +104,19 @@ async def database_url(postgres_server_url: str, migrated_template: str) -> Asyn
         await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
         yield with_database(postgres_server_url, name)
         # FORCE: a test that forgot to close a connection must not leak its database.
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest_asyncio.fixture
+async def empty_database_url(postgres_server_url: str) -> AsyncIterator[str]:
+    """URL of a database with nothing in it, not even ``schema_migrations``."""
+    name = f"wg_empty_{secrets.token_hex(8)}"
+    admin = await asyncpg.connect(postgres_server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield with_database(postgres_server_url, name)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
