@@ -95,12 +95,13 @@ def validate_document(
     return sorted_errors(_located(file, positions, problem) for problem in problems)
 
 
-def normalize_document(doc: Any) -> dict[str, Any]:
+def normalize_document(doc: Any, file: str = NO_FILE) -> dict[str, Any]:
     """The canonical form of ``doc`` (see :mod:`walletgate.config.normalize`).
 
-    Raises :class:`DocumentInvalid` with every error if ``doc`` is not valid.
+    Raises :class:`DocumentInvalid` with every error if ``doc`` is not valid; ``file``
+    names where plain data came from in those errors.
     """
-    errors = validate_document(doc)
+    errors = validate_document(doc, file)
     if errors:
         raise DocumentInvalid(errors)
     data = doc.data if isinstance(doc, SourceDocument) else doc

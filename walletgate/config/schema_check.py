@@ -96,10 +96,6 @@ def _explain(error: ValidationError) -> Iterator[Problem]:
         for key in value:
             if key not in node.get("properties", {}):
                 yield Problem((*path, key), f"unknown key {key!r} (allowed here: {allowed})")
-    elif kind == "required":
-        for key in expected:
-            if key not in value:
-                yield Problem(path, f"missing key {key!r}")
     elif kind == "dependentRequired":
         for key, needs in expected.items():
             missing = [need for need in needs if key in value and need not in value]
@@ -110,6 +106,10 @@ def _explain(error: ValidationError) -> Iterator[Problem]:
         yield Problem(path, f"{_shown(value)} {node['patternErrorMessage']}")
     elif "errorMessage" in node:
         yield Problem(path, str(node["errorMessage"]))
+    elif kind == "required":
+        for key in expected:
+            if key not in value:
+                yield Problem(path, f"missing key {key!r}")
     else:
         yield Problem(path, _generic(kind, value, expected))
 

@@ -129,16 +129,20 @@ class YamlProblem(ValueError):
         super().__init__("; ".join(p.message for _, p in problems))
 
 
-class _AliasRefused(yaml.MarkedYAMLError):
-    pass
+class _Refused(yaml.MarkedYAMLError):
+    """Valid YAML that this loader will not compose; ``path`` is where it was found."""
 
-
-class _TooDeep(yaml.MarkedYAMLError):
-    pass
+    def __init__(self, path: KeyPath, problem: str, mark: yaml.Mark) -> None:
+        super().__init__(problem=problem, problem_mark=mark)
+        self.path = path
 
 
 class _Loader(Reader, Scanner, Parser, Composer, _CoreResolver):
-    """Parser and composer only: nodes are turned into data by :func:`_build`."""
+    """Parser and composer only: nodes are turned into data by :func:`_build`.
+
+    Composition tracks the key path, so a refused alias or a too-deep nesting is
+    reported where it is.
+    """
 
     def __init__(self, text: str) -> None:
         Reader.__init__(self, text)
@@ -146,31 +150,54 @@ class _Loader(Reader, Scanner, Parser, Composer, _CoreResolver):
         Parser.__init__(self)
         Composer.__init__(self)
         _CoreResolver.__init__(self)
-        self._depth = 0
+        self._path: list[str | int] = []
+        self._depth = 0  # counts mapping keys too, which the path does not
 
     def compose_node(self, parent: Node | None, index: Any) -> Node:
-        if self.check_event(AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
-            raise _AliasRefused(
-                problem="YAML aliases (*name) are not allowed: write the value out in full",
-                problem_mark=event.start_mark,
-            )
+        element = _path_element(parent, index)
+        if element is not None:
+            self._path.append(element)
         self._depth += 1
         try:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            if self.check_event(AliasEvent):
+                message = "YAML aliases (*name) are not allowed: write the value out in full"
+                raise _Refused(tuple(self._path), message, mark)
             if self._depth > MAX_DEPTH:
-                raise _TooDeep(
-                    problem=f"nesting deeper than {MAX_DEPTH} levels",
-                    problem_mark=self.peek_event().start_mark,  # type: ignore[no-untyped-call]
-                )
+                raise _Refused(tuple(self._path), f"nesting deeper than {MAX_DEPTH} levels", mark)
             node = super().compose_node(parent, index)
             assert node is not None  # only None at the end of the stream, never mid-document
             return node
         finally:
             self._depth -= 1
+            if element is not None:
+                self._path.pop()
+
+
+def _path_element(parent: Node | None, index: Any) -> str | int | None:
+    """The key path step to the node being composed (``None`` for the root and for keys)."""
+    if isinstance(parent, SequenceNode) and isinstance(index, int):
+        return index
+    if isinstance(parent, MappingNode) and isinstance(index, ScalarNode):
+        return str(index.value)
+    return None
 
 
 def _mark(node: Node) -> Mark:
     return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _from_yaml_mark(mark: yaml.Mark | None) -> Mark | None:
+    return Mark(mark.line + 1, mark.column + 1) if mark is not None else None
+
+
+def _syntax_message(exc: yaml.MarkedYAMLError) -> str:
+    """PyYAML's problem, with where the construct it was parsing began."""
+    problem = exc.problem or "invalid YAML"
+    if exc.context and exc.context_mark is not None:
+        where = f"line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1}"
+        return f"invalid YAML: {problem} ({exc.context} that began at {where})"
+    return f"invalid YAML: {problem}"
 
 
 def load_yaml(text: str) -> LoadedYaml:
@@ -186,11 +213,14 @@ def load_yaml(text: str) -> LoadedYaml:
     loader = _Loader(text)
     try:
         root = loader.get_single_node()
+    except _Refused as exc:
+        raise YamlProblem(
+            [(_from_yaml_mark(exc.problem_mark), Problem(exc.path, str(exc.problem)))]
+        ) from None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = Mark(mark.line + 1, mark.column + 1) if mark is not None else None
-        message = " ".join(part for part in (exc.context, exc.problem) if part) or str(exc)
-        raise YamlProblem([(where, Problem((), message))]) from None
+        raise YamlProblem(
+            [(_from_yaml_mark(exc.problem_mark), Problem((), _syntax_message(exc)))]
+        ) from None
     except yaml.YAMLError as exc:
         raise YamlProblem([(Mark(1, 1), Problem((), str(exc)))]) from None
     finally:
