@@ -1,0 +1,164 @@
+"""A real ``walletgate serve`` process for end-to-end tests, in front of the devnet.
+
+The setup goes through the same commands an operator uses (``policies apply``,
+``agents token issue``), against a private database cloned from the migrated template
+and the session's Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest_asyncio
+import redis.asyncio as aioredis
+
+from tests.support.devnet import Devnet
+from tests.support.servers import _free_port, with_database
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_POLICIES = ROOT / "examples" / "policies.yaml"
+_TOKEN_RE = re.compile(r"\bwg_[A-Za-z0-9_\-]{20,}")
+
+
+def walletgate_cli(args: list[str], env: Mapping[str, str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the ``walletgate`` command as an operator would, in a subprocess."""
+    result = subprocess.run(
+        [sys.executable, "-m", "walletgate.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"walletgate {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def issue_token(agent: str, env: Mapping[str, str]) -> str:
+    """Issue a token for ``agent`` with the CLI and return the secret it printed."""
+    out = walletgate_cli(["agents", "token", "issue", agent], env).stdout
+    match = _TOKEN_RE.search(out)
+    assert match, f"no token in the output of 'agents token issue': {out!r}"
+    return match.group(0)
+
+
+@dataclass
+class GatewayProcess:
+    """A running gateway and what the tests need to talk to it."""
+
+    url: str
+    env: dict[str, str]
+    tokens: dict[str, str]
+    database_url: str
+    redis_url: str
+    process: subprocess.Popen[bytes]
+    _session: aiohttp.ClientSession | None = field(default=None, repr=False)
+
+    async def post(self, body: Any, *, token: str | None = None, path: str = "/") -> tuple[int, Any]:
+        """POST a JSON-RPC body (object or batch) as the trader (or with ``token``)."""
+        headers = {"Authorization": f"Bearer {token or self.tokens['trader']}"}
+        async with aiohttp.ClientSession() as session, session.post(
+            self.url.rstrip("/") + path, json=body, headers=headers
+        ) as response:
+            return response.status, await response.json(content_type=None)
+
+    async def rpc(self, method: str, params: list[Any], *, token: str | None = None) -> dict[str, Any]:
+        status, body = await self.post(
+            {"jsonrpc": "2.0", "id": secrets.randbelow(10**9), "method": method, "params": params},
+            token=token,
+        )
+        assert isinstance(body, dict), body
+        return body
+
+    async def rows(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            return list(await conn.fetch(query, *args))
+        finally:
+            await conn.close()
+
+
+async def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with aiohttp.ClientSession() as session:
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"walletgate serve exited with {process.returncode}")
+            try:
+                async with session.get(url + "healthz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("walletgate serve did not become healthy")
+            await asyncio.sleep(0.2)
+
+
+def start_gateway(env: Mapping[str, str], port: int) -> subprocess.Popen[bytes]:
+    """Start ``walletgate serve`` on ``port`` with ``env``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "walletgate.cli", "serve", "--port", str(port)],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=None,
+    )
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+@pytest_asyncio.fixture(scope="module")
+async def gateway(
+    postgres_server_url: str, migrated_template: str, redis_server_url: str, devnet: Devnet
+) -> AsyncIterator[GatewayProcess]:
+    """walletgate serving the example policies in front of the devnet, in a subprocess."""
+    name = f"wg_e2e_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(postgres_server_url)
+    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
+    database_url = with_database(postgres_server_url, name)
+    client = aioredis.Redis.from_url(redis_server_url)
+    await client.flushdb()
+    await client.aclose()
+    env = {
+        "WALLETGATE_DATABASE_URL": database_url,
+        "WALLETGATE_REDIS_URL": redis_server_url,
+        "WALLETGATE_BACKEND_URL": devnet.url,
+        "WALLETGATE_CHAIN_ID": str(devnet.chain_id),
+        "WALLETGATE_ACTOR": "e2e-tests",
+    }
+    walletgate_cli(["policies", "apply", str(EXAMPLE_POLICIES)], env)
+    tokens = {agent: issue_token(agent, env) for agent in ("trader", "payroll")}
+    port = _free_port()
+    process = start_gateway(env, port)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        await _wait_healthy(url, process)
+        yield GatewayProcess(url, env, tokens, database_url, redis_server_url, process)
+    finally:
+        stop_process(process)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+

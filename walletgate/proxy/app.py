@@ -1,0 +1,238 @@
+"""The HTTP surface: routes, agent authentication, body limits, JSON-RPC batches.
+
+Routes:
+- ``POST /`` and ``POST /rpc/{backend}``: JSON-RPC with ``Authorization: Bearer TOKEN``;
+- ``POST /t/{token}`` and ``POST /t/{token}/rpc/{backend}``: the token in the path, for
+  agent toolkits that accept only an RPC URL;
+- ``GET /healthz`` (the process is up), ``GET /readyz`` (PostgreSQL, Redis and every
+  backend answer), ``GET /metrics`` (Prometheus).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from walletgate.policies.model import PolicySet
+from walletgate.proxy import errors
+from walletgate.proxy.backend import BackendClient
+from walletgate.proxy.jsonrpc import parse_body
+from walletgate.proxy.pipeline import Caller, CallHandler, Gateway
+from walletgate.storage.cache import CacheUnavailable, StateCache
+
+#: A client that presents this many bad tokens within the window is refused for a while,
+#: so tokens cannot be guessed at speed.
+AUTH_FAILURE_LIMIT = 20
+AUTH_FAILURE_WINDOW = 60.0
+
+
+@dataclass
+class AuthThrottle:
+    """Per-client count of recent authentication failures (in-process)."""
+
+    failures: dict[str, deque[float]] = field(default_factory=dict)
+
+    def blocked(self, client: str, now: float) -> float | None:
+        """Seconds until ``client`` may try again, or None when it may try now."""
+        recent = self.failures.get(client)
+        if not recent:
+            return None
+        while recent and now - recent[0] > AUTH_FAILURE_WINDOW:
+            recent.popleft()
+        if len(recent) >= AUTH_FAILURE_LIMIT:
+            return AUTH_FAILURE_WINDOW - (now - recent[0])
+        return None
+
+    def failed(self, client: str, now: float) -> None:
+        if len(self.failures) > 100_000:
+            self.failures.clear()  # bounded memory under a flood of distinct clients
+        self.failures.setdefault(client, deque()).append(now)
+
+
+@dataclass
+class AppState:
+    gateway: Gateway
+    state: StateCache
+    backends: dict[str, BackendClient]
+    pool: asyncpg.Pool
+    throttle: AuthThrottle = field(default_factory=AuthThrottle)
+
+
+STATE_KEY = web.AppKey("walletgate", AppState)
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=json.dumps(body, separators=(",", ":")).encode(),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _token_from(request: web.Request) -> str | None:
+    path_token = request.match_info.get("token")
+    if path_token:
+        return path_token
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+async def handle_rpc(request: web.Request) -> web.Response:
+    """Authenticate, parse and decide every call of one JSON-RPC HTTP request."""
+    app_state = request.app[STATE_KEY]
+    metrics = app_state.gateway.metrics
+    started = time.perf_counter()
+    try:
+        return await _handle_rpc(request, app_state)
+    finally:
+        metrics.http_latency.labels(route="rpc").observe(time.perf_counter() - started)
+
+
+async def _handle_rpc(request: web.Request, app_state: AppState) -> web.Response:
+    metrics = app_state.gateway.metrics
+    backend_name = request.match_info.get("backend", "default")
+    backend = app_state.backends.get(backend_name)
+    if backend is None:
+        return _json(
+            errors.error_object(None, errors.INVALID_REQUEST, f"unknown backend {backend_name!r}"),
+            status=404,
+        )
+    client = request.remote or "unknown"
+    now = time.monotonic()
+    wait = app_state.throttle.blocked(client, now)
+    if wait is not None:
+        metrics.auth_failures.labels(kind="throttled").inc()
+        return _json(
+            errors.error_object(None, errors.UNAUTHORIZED, "too many bad tokens; try again later"),
+            status=429,
+            headers={"Retry-After": str(max(1, int(wait)))},
+        )
+    token = _token_from(request)
+    if token is None:
+        metrics.auth_failures.labels(kind="missing").inc()
+        return _json(
+            errors.error_object(
+                None,
+                errors.UNAUTHORIZED,
+                "missing agent token: send 'Authorization: Bearer TOKEN' or use /t/TOKEN/",
+            ),
+            status=401,
+        )
+    try:
+        info = await app_state.state.authenticate(token)
+        snapshot = await app_state.state.snapshot()
+    except (CacheUnavailable, RedisError, OSError, asyncpg.PostgresError) as exc:
+        return _json(
+            errors.error_object(
+                None,
+                errors.RESOURCE_UNAVAILABLE,
+                "walletgate cannot check credentials or policies right now; nothing was forwarded",
+                {"decision": "deny", "reason": "unavailable", "detail": type(exc).__name__},
+            ),
+            status=503,
+        )
+    if info is None:
+        app_state.throttle.failed(client, now)
+        metrics.auth_failures.labels(kind="invalid").inc()
+        return _json(
+            errors.error_object(None, errors.UNAUTHORIZED, "unknown or revoked agent token"),
+            status=401,
+        )
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _json(
+            errors.error_object(
+                None,
+                errors.INVALID_REQUEST,
+                f"request body too large: the limit is {request.app['max_body_bytes']} bytes",
+            ),
+            status=413,
+        )
+    caller = Caller(agent_id=info.agent_id, owner_id=info.owner_id, token_id=str(info.token_id))
+    return await _answer(body, app_state.gateway, backend, caller, snapshot.policies)
+
+
+async def _answer(
+    body: bytes, gateway: Gateway, backend: BackendClient, caller: Caller, policies: PolicySet
+) -> web.Response:
+    parsed = parse_body(body)
+    if parsed.error is not None:
+        return _json(parsed.error)
+    handler = CallHandler(gateway, backend, caller, policies)
+    responses: list[Any] = []
+    # Batch elements are decided one by one, in order: each passes every check on its
+    # own, and nonces reach the backend in the order the agent sent them.
+    for item in parsed.items:
+        if item.error is not None:
+            responses.append(item.error)
+            continue
+        assert item.call is not None
+        response = await handler.handle(item.call.id, item.call.method, item.call.params)
+        if not item.call.is_notification:
+            responses.append(response)
+    if not parsed.is_batch:
+        return _json(responses[0]) if responses else web.Response(status=204)
+    return _json(responses) if responses else web.Response(status=204)
+
+
+async def handle_healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers."""
+    return _json({"status": "ok"})
+
+
+async def handle_readyz(request: web.Request) -> web.Response:
+    """Readiness: PostgreSQL, Redis and every backend answer."""
+    app_state = request.app[STATE_KEY]
+    checks: dict[str, str] = {}
+
+    async def check(name: str, probe: Any) -> None:
+        try:
+            await asyncio.wait_for(probe, 2.0)
+            checks[name] = "ok"
+        except Exception as exc:  # noqa: BLE001 - readiness reports any failure
+            checks[name] = f"failed: {type(exc).__name__}"
+
+    await check("postgresql", app_state.pool.fetchval("SELECT 1"))
+    await check("redis", app_state.gateway.redis.ping())
+    for name, backend in app_state.backends.items():
+        await check(f"backend:{name}", backend.call("eth_chainId", []))
+    ready = all(value == "ok" for value in checks.values())
+    return _json({"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503)
+
+
+async def handle_metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition."""
+    app_state = request.app[STATE_KEY]
+    app_state.gateway.metrics.audit_backlog.set(app_state.gateway.audit.backlog)
+    return web.Response(
+        body=app_state.gateway.metrics.render(), content_type="text/plain", charset="utf-8"
+    )
+
+
+def build_app(app_state: AppState, *, max_body_bytes: int) -> web.Application:
+    """The aiohttp application of one gateway process."""
+    app = web.Application(client_max_size=max_body_bytes)
+    app[STATE_KEY] = app_state
+    app["max_body_bytes"] = max_body_bytes
+    app.router.add_get("/healthz", handle_healthz)
+    app.router.add_get("/readyz", handle_readyz)
+    app.router.add_get("/metrics", handle_metrics)
+    app.router.add_post("/", handle_rpc)
+    app.router.add_post("/rpc/{backend}", handle_rpc)
+    app.router.add_post("/t/{token}", handle_rpc)
+    app.router.add_post("/t/{token}/", handle_rpc)
+    app.router.add_post("/t/{token}/rpc/{backend}", handle_rpc)
+    return app

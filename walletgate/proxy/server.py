@@ -1,0 +1,119 @@
+"""``walletgate serve``: wire the stores, caches and backends into the HTTP app and run it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from walletgate.config.settings import Settings, SettingsError
+from walletgate.proxy.app import AppState, build_app
+from walletgate.proxy.backend import BackendClient, BackendError, new_session, redact_url
+from walletgate.proxy.metrics import new_metrics
+from walletgate.proxy.pipeline import Gateway
+from walletgate.storage.audit import AuditWriter
+from walletgate.storage.cache import StateCache
+from walletgate.storage.counters import Counters
+from walletgate.storage.runtime import Stores, open_stores
+
+_log = logging.getLogger("walletgate")
+_PATH_TOKEN = re.compile(r"^/t/[^/]+")
+
+
+class RedactingAccessLogger(AbstractAccessLogger):
+    """Access log lines that never contain a token carried in the URL path."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        path = _PATH_TOKEN.sub("/t/<redacted>", request.path)
+        self.logger.info(
+            '%s "%s %s" %d %.1fms', request.remote, request.method, path, response.status, time * 1000
+        )
+
+
+@contextlib.asynccontextmanager
+async def gateway_app(settings: Settings, stores: Stores) -> AsyncIterator[web.Application]:
+    """Build the app on connected stores; checks every backend's chain id first."""
+    backends_config = settings.all_backends()
+    if not backends_config:
+        raise SettingsError(
+            "no backend configured: set WALLETGATE_BACKEND_URL and WALLETGATE_CHAIN_ID, "
+            "use --backend-url/--chain-id, or 'backends' in the config file"
+        )
+    session = new_session(settings)
+    audit = AuditWriter(stores.pool, max_batch=settings.audit_batch_max)
+    try:
+        backends = {b.name: BackendClient(b, session) for b in backends_config}
+        for client in backends.values():
+            await client.check_chain_id()
+        await audit.start()
+        gateway = Gateway(
+            counters=Counters(stores.redis),
+            audit=audit,
+            redis=stores.redis,
+            metrics=new_metrics(),
+            balance_ttl=settings.balance_cache_ttl,
+            reads_fail_open=settings.reads_fail_open,
+        )
+        state = StateCache(stores.redis, stores.pool, settings)
+        app_state = AppState(gateway=gateway, state=state, backends=backends, pool=stores.pool)
+        yield build_app(app_state, max_body_bytes=settings.max_body_bytes)
+    finally:
+        await audit.close()
+        await session.close()
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
+    """Run one gateway process until SIGINT or SIGTERM."""
+    async with open_stores(settings) as stores, gateway_app(settings, stores) as app:
+        runner = web.AppRunner(app, access_log_class=RedactingAccessLogger, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=True)
+        await site.start()
+        for backend in settings.all_backends():
+            _log.info("backend %s: %s (chain %d)", backend.name, redact_url(backend.url), backend.chain_id)
+        print(f"walletgate listening on http://{settings.host}:{settings.port}/", flush=True)
+        if ready is not None:
+            ready.set()
+        try:
+            await _wait_for_signal()
+        finally:
+            await runner.cleanup()
+
+
+async def run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """CLI handler of ``walletgate serve``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = replace(
+        settings,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        backend_url=args.backend_url or settings.backend_url,
+        chain_id=args.chain_id or settings.chain_id,
+    )
+    try:
+        if args.demo:
+            from walletgate.proxy.demo import run_demo
+
+            return await run_demo(settings, serve)
+        await serve(settings)
+    except BackendError as exc:
+        print(f"walletgate: refusing to start: {exc}", file=sys.stderr)
+        return 1
+    return 0
