@@ -7,6 +7,7 @@ nobody else uses, or from fresh accounts they fund, and pay fresh recipients.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import subprocess
@@ -94,6 +95,17 @@ async def test_token_is_deployed_where_the_examples_expect(
     assert await token.functions.decimals().call() == devnet.token_decimals
     # The supply is split evenly among accounts 1-5 at deployment.
     assert await token.functions.totalSupply().call() == 5 * 10**9 * 10**6
+
+
+def test_token_artifact_is_compiled_from_the_committed_source() -> None:
+    artifact = load_token_artifact()
+    source = Path(__file__).parent.parent / artifact["source"]
+    assert hashlib.sha256(source.read_bytes()).hexdigest() == artifact["sourceSha256"], (
+        "contracts/WalletgateTestToken.sol changed: run contracts/compile.sh"
+    )
+    # py-evm's newest fork is Prague: a newer target could emit opcodes it lacks.
+    assert artifact["settings"]["evmVersion"] == "prague"
+    assert artifact["compiler"]["version"].startswith("0.8.37+")
 
 
 # --- sending transactions -------------------------------------------------------------
