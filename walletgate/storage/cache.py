@@ -1,0 +1,420 @@
+"""The gateway's view of policies and tokens: PostgreSQL truth, Redis cache, in-process copy.
+
+The version stamp protocol (SPEC §5):
+
+- PostgreSQL ``state_version.version`` is the truth. ``apply`` and ``revoke`` bump it in
+  the same transaction as their change.
+- After commit, :func:`publish_state` reloads the state from PostgreSQL, writes the
+  policy document and the version key to Redis (the version only ever goes up), and
+  announces the version on a pub/sub channel.
+- On every request, :meth:`StateCache.snapshot` reads the version key: one Redis round
+  trip. When it matches the in-process version, the compiled policies and the token
+  map in memory are reused with no further I/O; otherwise they are refreshed from
+  Redis, or from PostgreSQL when Redis has nothing (TTL, FLUSHALL, restart).
+
+So once ``apply`` or ``revoke`` returns, every gateway sees the new state on its very
+next request; pub/sub only warms caches early, and a lost message cannot leave one
+stale. The version key has a TTL, so PostgreSQL is consulted again at least that often
+even if a publish was lost after commit. Redis failures raise :class:`CacheUnavailable`
+and are never papered over with stale state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from walletgate.config.documents import compile_document
+from walletgate.config.settings import Settings
+from walletgate.policies.model import PolicySet
+from walletgate.storage.balance_cache import drop_balances, get_balance, put_balance
+from walletgate.storage.cache_keys import (
+    POLICY_DOCUMENT_KEY,
+    STATE_CHANNEL,
+    STATE_VERSION_KEY,
+    token_key,
+)
+from walletgate.storage.policy_repo import load_document, load_policy_versions
+from walletgate.storage.redis_guard import CacheUnavailable, redis_errors
+from walletgate.storage.state import current_state_version
+from walletgate.storage.tokens import (
+    TOUCH_INTERVAL_SECONDS,
+    TokenInfo,
+    hash_token,
+    looks_like_token,
+    lookup_token_versioned,
+    touch_token,
+)
+
+__all__ = [
+    "CacheUnavailable",
+    "Snapshot",
+    "StateCache",
+    "drop_balances",
+    "get_balance",
+    "publish_state",
+    "put_balance",
+]
+
+_log = logging.getLogger(__name__)
+
+#: Tokens remembered in memory per process; the oldest are forgotten beyond this, so a
+#: flood of made-up tokens cannot grow a gateway without bound.
+_MAX_TOKENS_IN_MEMORY = 65_536
+
+_DATABASE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+# Write the policy document and the version key together, unless Redis already holds a
+# newer version (a slower publisher must not roll the state back). Equal versions are
+# rewritten, which renews the TTL. Both keys share the {wg:state} hash tag.
+_STORE_STATE_LUA = """
+local current = tonumber(redis.call('GET', KEYS[1])) or 0
+local version = tonumber(ARGV[1])
+if version < current then
+    return current
+end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+return version
+"""
+
+DocumentLoader = Callable[[asyncpg.Connection], Awaitable[Mapping[str, Any]]]
+#: ``compile_document(document, state_version, policy_versions)``
+DocumentCompiler = Callable[[Mapping[str, Any], int, Mapping[str, int]], PolicySet]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The compiled policies a request is judged under, and their state version."""
+
+    version: int
+    policies: PolicySet
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    """A state version with its policy document and each policy's row version."""
+
+    version: int
+    document: Mapping[str, Any]
+    policy_versions: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class _TokenEntry:
+    """A token cache entry: the answer and the state version it was read at."""
+
+    version: int
+    info: TokenInfo | None
+
+
+@contextmanager
+def _database_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except _DATABASE_ERRORS as exc:
+        raise CacheUnavailable(f"PostgreSQL is unavailable while {what}: {exc}") from exc
+
+
+async def _load_state(pool: asyncpg.Pool, loader: DocumentLoader) -> _State:
+    """The committed version and document, read in one snapshot so they belong together."""
+    with _database_errors("loading the policy state"):
+        async with (
+            pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            version = await current_state_version(conn)
+            document = await loader(conn)
+            policy_versions = await load_policy_versions(conn)
+    return _State(version, document, policy_versions)
+
+
+async def _store_state(redis: aioredis.Redis, state: _State, ttl: int) -> int:
+    """Write ``state`` to Redis unless it holds a newer one; return the version it holds."""
+    payload = orjson.dumps(
+        {
+            "version": state.version,
+            "document": state.document,
+            "policy_versions": state.policy_versions,
+        }
+    )
+    script = redis.register_script(_STORE_STATE_LUA)  # EVALSHA, reloading on NOSCRIPT
+    with redis_errors("writing the policy cache"):
+        held = await script(
+            keys=[STATE_VERSION_KEY, POLICY_DOCUMENT_KEY], args=[state.version, payload, ttl]
+        )
+    return int(held)
+
+
+async def publish_state(
+    redis: aioredis.Redis,
+    pool: asyncpg.Pool,
+    *,
+    ttl: int = Settings.policy_cache_ttl,
+    loader: DocumentLoader = load_document,
+) -> int:
+    """Tell every gateway about the committed state; return the version now announced.
+
+    Call after the transaction that bumped the state version has committed (``apply``,
+    ``revoke``). Raises :class:`CacheUnavailable` when Redis or PostgreSQL fails: the
+    change is committed, but gateways see it only when the version key expires.
+    """
+    state = await _load_state(pool, loader)
+    held = await _store_state(redis, state, ttl)
+    with redis_errors("announcing the state version"):
+        await redis.publish(STATE_CHANNEL, held)
+    return held
+
+
+def _parse_int(raw: bytes | str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return None  # garbage in the cache is a miss, not an error: PostgreSQL is the truth
+
+
+def _parse_state(raw: bytes | str | None) -> _State | None:
+    if raw is None:
+        return None
+    try:
+        entry = orjson.loads(raw)
+        version, document = entry["version"], entry["document"]
+        policy_versions = entry["policy_versions"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    if not (
+        isinstance(version, int)
+        and isinstance(document, dict)
+        and isinstance(policy_versions, dict)
+    ):
+        return None
+    return _State(version, document, policy_versions)
+
+
+def _token_payload(version: int, info: TokenInfo | None) -> bytes:
+    if info is None:
+        return orjson.dumps({"version": version, "valid": False})
+    return orjson.dumps(
+        {
+            "version": version,
+            "valid": True,
+            "token_id": str(info.token_id),
+            "agent_id": info.agent_id,
+            "owner_id": info.owner_id,
+        }
+    )
+
+
+def _parse_token(raw: bytes | str | None) -> _TokenEntry | None:
+    if raw is None:
+        return None
+    try:
+        entry = orjson.loads(raw)
+        version = entry["version"]
+        if not entry["valid"]:
+            return _TokenEntry(int(version), None)
+        info = TokenInfo(UUID(entry["token_id"]), str(entry["agent_id"]), str(entry["owner_id"]))
+        return _TokenEntry(int(version), info)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
+class StateCache:
+    """One gateway process's view of policies and tokens (see the module docstring).
+
+    Use one instance per process and share it between requests::
+
+        snapshot = await cache.snapshot()                 # one Redis GET
+        caller = await cache.authenticate(token, at=snapshot)  # usually no I/O
+
+    Both raise :class:`CacheUnavailable` when the state cannot be proven current.
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        pool: asyncpg.Pool,
+        settings: Settings,
+        *,
+        loader: DocumentLoader = load_document,
+        compiler: DocumentCompiler = compile_document,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._redis = redis
+        self._pool = pool
+        self._policy_ttl = settings.policy_cache_ttl
+        self._token_ttl = settings.token_cache_ttl
+        self._loader = loader
+        self._compiler = compiler
+        self._clock = clock
+        self._snapshot: Snapshot | None = None
+        self._installs = 0  # counts refreshes, so waiters can tell one happened
+        self._refresh_lock = asyncio.Lock()
+        # Token answers valid for the current snapshot's version; cleared on a new one.
+        self._tokens: OrderedDict[bytes, TokenInfo | None] = OrderedDict()
+        self._touched: dict[UUID, float] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def version(self) -> int | None:
+        """The state version held in memory (``None`` before the first snapshot)."""
+        return None if self._snapshot is None else self._snapshot.version
+
+    async def snapshot(self) -> Snapshot:
+        """The current policies: one Redis round trip when nothing changed.
+
+        Raises :class:`CacheUnavailable` when Redis fails, or when Redis has nothing
+        and PostgreSQL fails.
+        """
+        installs = self._installs
+        with redis_errors("reading the state version"):
+            seen = _parse_int(await self._redis.get(STATE_VERSION_KEY))
+        current = self._current_for(seen, installs)
+        if current is not None:
+            return current
+        async with self._refresh_lock:
+            # Another request may have refreshed while this one waited for the lock.
+            current = self._current_for(seen, installs)
+            if current is not None:
+                return current
+            return await self._refresh(seen)
+
+    def _current_for(self, seen: int | None, installs: int) -> Snapshot | None:
+        """The in-memory snapshot if it is at least as new as ``seen``."""
+        held = self._snapshot
+        if held is None:
+            return None
+        if seen is None:
+            # Redis had no version: good enough only if a refresh happened meanwhile.
+            return held if self._installs != installs else None
+        # Versions only grow, so a higher in-memory version came from newer truth.
+        return held if seen <= held.version else None
+
+    async def _refresh(self, seen: int | None) -> Snapshot:
+        if seen is not None:
+            with redis_errors("reading the policy cache"):
+                cached = _parse_state(await self._redis.get(POLICY_DOCUMENT_KEY))
+            if cached is not None and cached.version >= seen:
+                return self._install(cached)
+        loaded = await _load_state(self._pool, self._loader)
+        held = await _store_state(self._redis, loaded, self._policy_ttl)
+        if held > loaded.version:
+            _log.warning(
+                "Redis holds state version %d but PostgreSQL has %d: was the database "
+                "restored or does another deployment share this Redis?",
+                held,
+                loaded.version,
+            )
+        return self._install(loaded)
+
+    def _install(self, state: _State) -> Snapshot:
+        policies = self._compiler(state.document, state.version, state.policy_versions)
+        snapshot = Snapshot(state.version, policies)
+        self._snapshot = snapshot
+        self._installs += 1
+        self._tokens.clear()
+        return snapshot
+
+    async def authenticate(self, token: str, *, at: Snapshot | None = None) -> TokenInfo | None:
+        """The agent behind ``token``, or ``None`` for an unknown or revoked token.
+
+        The answer is valid for ``at`` (by default a fresh :meth:`snapshot`, which costs
+        one Redis round trip; pass the request's snapshot to save it). Known answers
+        come from memory, then from the Redis token cache, then from PostgreSQL.
+        Raises :class:`CacheUnavailable` like :meth:`snapshot`.
+        """
+        if not looks_like_token(token):
+            return None
+        snapshot = at if at is not None else await self.snapshot()
+        digest = hash_token(token)
+        if digest in self._tokens and self.version is not None and self.version >= snapshot.version:
+            self._tokens.move_to_end(digest)
+            info = self._tokens[digest]
+        else:
+            info = await self._load_token(token, digest, snapshot.version)
+        if info is not None:
+            self._note_use(info.token_id)
+        return info
+
+    async def _load_token(self, token: str, digest: bytes, min_version: int) -> TokenInfo | None:
+        key = token_key(digest)
+        with redis_errors("reading the token cache"):
+            entry = _parse_token(await self._redis.get(key))
+        if entry is None or entry.version < min_version:
+            with _database_errors("looking up a token"):
+                found = await lookup_token_versioned(self._pool, token)
+            entry = _TokenEntry(found.state_version, found.info)
+            if found.info is not None:
+                self._touched[found.info.token_id] = self._clock()  # the lookup touched it
+            with redis_errors("writing the token cache"):
+                await self._redis.set(
+                    key, _token_payload(entry.version, entry.info), ex=self._token_ttl
+                )
+        self._remember(digest, entry)
+        return entry.info
+
+    def _remember(self, digest: bytes, entry: _TokenEntry) -> None:
+        # Only an answer at least as new as the in-memory snapshot may join its token
+        # map: a refresh may have installed a newer version while this one was loading.
+        if self.version is None or entry.version < self.version:
+            return
+        self._tokens[digest] = entry.info
+        if len(self._tokens) > _MAX_TOKENS_IN_MEMORY:
+            self._tokens.popitem(last=False)
+
+    def _note_use(self, token_id: UUID) -> None:
+        """Record ``last_used_at`` in the background, at most once a minute per token."""
+        now = self._clock()
+        last = self._touched.get(token_id)
+        if last is not None and now - last < TOUCH_INTERVAL_SECONDS:
+            return
+        self._touched[token_id] = now
+        task = asyncio.create_task(self._touch(token_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _touch(self, token_id: UUID) -> None:
+        try:
+            await touch_token(self._pool, token_id)
+        except _DATABASE_ERRORS as exc:
+            # Bookkeeping only: the request itself was authorized from proven state.
+            _log.warning("could not record the use of token %s: %s", token_id, exc)
+
+    async def watch(self, *, retry_seconds: float = 1.0) -> None:
+        """Refresh as soon as a new version is announced, until cancelled.
+
+        Optional: it only saves the first request after a change the refresh work.
+        Redis errors are logged and retried; correctness never depends on this.
+        """
+        while True:
+            try:
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.subscribe(STATE_CHANNEL)
+                    async for message in pubsub.listen():
+                        announced = (
+                            _parse_int(message["data"]) if message["type"] == "message" else None
+                        )
+                        if announced is not None and (self.version or 0) < announced:
+                            await self.snapshot()
+            except (RedisError, OSError, CacheUnavailable) as exc:
+                _log.warning("state announcements interrupted (%s); retrying", exc)
+                await asyncio.sleep(retry_seconds)
+
+    async def aclose(self) -> None:
+        """Wait for background bookkeeping (``last_used_at`` writes) to finish."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)

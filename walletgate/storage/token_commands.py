@@ -1,0 +1,136 @@
+"""``walletgate agents token issue | revoke | list``: the CLI handlers for agent tokens."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from datetime import datetime
+
+from walletgate.config.settings import Settings
+from walletgate.storage.cache import CacheUnavailable, publish_state
+from walletgate.storage.runtime import open_stores
+from walletgate.storage.tokens import (
+    IssuedToken,
+    TokenAlreadyRevoked,
+    TokenError,
+    TokenRecord,
+    issue_token,
+    list_tokens,
+    revoke_token,
+)
+
+
+def _actor(settings: Settings) -> str:
+    """Who is acting, for ``created_by`` / ``revoked_by``: the setting, else the OS user."""
+    if settings.actor:
+        return settings.actor
+    try:
+        return getpass.getuser()
+    except OSError:  # no user name in a bare container
+        return "unknown"
+
+
+def _fail(message: str) -> int:
+    print(f"walletgate: {message}", file=sys.stderr)
+    return 1
+
+
+def _issued_text(issued: IssuedToken, settings: Settings) -> str:
+    base = f"http://{settings.host}:{settings.port}"
+    return "\n".join(
+        [
+            f"Issued token {issued.prefix} (id {issued.token_id}) for agent {issued.agent_id!r}.",
+            "It is shown only this once; walletgate keeps just a hash of it:",
+            "",
+            f"    {issued.token}",
+            "",
+            "Give it to the agent as a bearer token:",
+            f"    Authorization: Bearer {issued.token}",
+            "or, for toolkits that accept only an RPC URL, in the URL path:",
+            f"    {base}/t/{issued.token}/",
+        ]
+    )
+
+
+async def run_issue(args: argparse.Namespace, settings: Settings) -> int:
+    """Issue a token for ``args.agent`` and print it once, with how to use it."""
+    async with open_stores(settings) as stores:
+        try:
+            issued = await issue_token(stores.pool, args.agent, actor=_actor(settings))
+        except TokenError as exc:
+            return _fail(str(exc))
+    print(_issued_text(issued, settings))
+    return 0
+
+
+async def run_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    """Revoke a token by id or prefix; every gateway refuses it from its next request."""
+    async with open_stores(settings) as stores:
+        try:
+            async with stores.pool.acquire() as conn:
+                record, _version = await revoke_token(conn, args.token_id, actor=_actor(settings))
+        except TokenAlreadyRevoked as exc:
+            print(f"walletgate: {exc}; nothing to do", file=sys.stderr)
+            return 0
+        except TokenError as exc:
+            return _fail(str(exc))
+        try:
+            version = await publish_state(stores.redis, stores.pool, ttl=settings.policy_cache_ttl)
+        except CacheUnavailable as exc:
+            return _fail(
+                f"token {record.prefix} is revoked in the database, but the caches could not "
+                f"be told ({exc}); gateways refuse spends while Redis is down and pick the "
+                f"revocation up within {settings.policy_cache_ttl} s of it coming back"
+            )
+    print(
+        f"Revoked token {record.prefix} (id {record.token_id}) of agent {record.agent_id!r}; "
+        f"gateways refuse it from state version {version} on."
+    )
+    return 0
+
+
+def _when(value: datetime | None) -> str:
+    return "-" if value is None else value.isoformat(timespec="seconds")
+
+
+def _status(record: TokenRecord) -> str:
+    if record.active:
+        return "active"
+    return f"revoked {_when(record.revoked_at)} by {record.revoked_by or 'unknown'}"
+
+
+def format_token_table(records: list[TokenRecord]) -> str:
+    """A plain-text table of tokens: identifiers and dates, never a secret."""
+    header = ("ID", "AGENT", "PREFIX", "CREATED", "BY", "LAST USED", "STATUS")
+    rows = [
+        (
+            str(r.token_id),
+            r.agent_id,
+            r.prefix,
+            _when(r.created_at),
+            r.created_by or "-",
+            _when(r.last_used_at),
+            _status(r),
+        )
+        for r in records
+    ]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in (header, *rows)
+    )
+
+
+async def run_list(args: argparse.Namespace, settings: Settings) -> int:
+    """List tokens (of ``args.agent`` if given): ids, prefixes, dates, never secrets."""
+    async with open_stores(settings) as stores:
+        try:
+            records = await list_tokens(stores.pool, args.agent)
+        except TokenError as exc:
+            return _fail(str(exc))
+    if not records:
+        print("no tokens" + (f" for agent {args.agent!r}" if args.agent else ""))
+        return 0
+    print(format_token_table(records))
+    return 0
