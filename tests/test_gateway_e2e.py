@@ -13,7 +13,7 @@ import pytest
 from eth_abi import encode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from eth_utils import function_signature_to_4byte_selector
+from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
 from tests.support.devnet import Devnet
 from tests.support.gateway import GatewayProcess, walletgate_cli
@@ -55,6 +55,8 @@ async def _gas_price(gw: GatewayProcess) -> int:
 
 async def signed_raw(gw: GatewayProcess, signer: int, chain_id: int, **tx: Any) -> str:
     """A type-2 transaction signed with devnet key ``signer``."""
+    if isinstance(tx.get("to"), str):
+        tx["to"] = to_checksum_address(tx["to"])
     fields = {
         "chainId": chain_id,
         "nonce": await _nonce(gw, address(signer)),
@@ -203,7 +205,7 @@ async def test_eip7702_delegation_is_refused(gateway: GatewayProcess, devnet: De
     trader = address(TRADER_KEY)
     nonce = await _nonce(gateway, trader)
     auth = Account.sign_authorization(
-        {"chainId": devnet.chain_id, "address": COUNTERPARTY, "nonce": nonce + 1}, key(TRADER_KEY)
+        {"chainId": devnet.chain_id, "address": to_checksum_address(COUNTERPARTY), "nonce": nonce + 1}, key(TRADER_KEY)
     )
     raw = await signed_raw(
         gateway, TRADER_KEY, devnet.chain_id, type=4, to=trader, authorizationList=[auth]

@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping
@@ -25,11 +26,19 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 
 from tests.support.devnet import Devnet
-from tests.support.servers import _free_port, with_database
+from tests.support.servers import with_database
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_POLICIES = ROOT / "examples" / "policies.yaml"
 _TOKEN_RE = re.compile(r"\bwg_[A-Za-z0-9_\-]{20,}")
+
+
+def free_port() -> int:
+    """A port the kernel picked as free (no scan race between parallel sessions)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def walletgate_cli(args: list[str], env: Mapping[str, str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -151,7 +160,7 @@ async def gateway(
     }
     walletgate_cli(["policies", "apply", str(EXAMPLE_POLICIES)], env)
     tokens = {agent: issue_token(agent, env) for agent in ("trader", "payroll")}
-    port = _free_port()
+    port = free_port()
     process = start_gateway(env, port)
     url = f"http://127.0.0.1:{port}/"
     try:

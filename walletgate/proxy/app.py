@@ -26,7 +26,8 @@ from walletgate.proxy import errors
 from walletgate.proxy.backend import BackendClient
 from walletgate.proxy.jsonrpc import parse_body
 from walletgate.proxy.pipeline import Caller, CallHandler, Gateway
-from walletgate.storage.cache import CacheUnavailable, StateCache
+from walletgate.storage.cache import StateCache
+from walletgate.storage.redis_guard import CacheUnavailable
 
 #: A client that presents this many bad tokens within the window is refused for a while,
 #: so tokens cannot be guessed at speed.
@@ -131,8 +132,8 @@ async def _handle_rpc(request: web.Request, app_state: AppState) -> web.Response
             status=401,
         )
     try:
-        info = await app_state.state.authenticate(token)
         snapshot = await app_state.state.snapshot()
+        info = await app_state.state.authenticate(token, at=snapshot)
     except (CacheUnavailable, RedisError, OSError, asyncpg.PostgresError) as exc:
         return _json(
             errors.error_object(

@@ -31,11 +31,13 @@ from walletgate.policies.request import SpendRequest
 from walletgate.proxy import errors
 from walletgate.proxy.backend import BackendClient, BackendReply
 from walletgate.proxy.backend import Outcome as ForwardOutcome
-from walletgate.proxy.evm.decode import balance_query, decode_call
+from walletgate.proxy.evm.decode import decode_call
+from walletgate.proxy.evm.reads import balance_query
 from walletgate.proxy.evm.methods import classify
 from walletgate.proxy.metrics import Metrics
 from walletgate.storage.audit import AuditOutcome, AuditRecord, AuditUnavailable, AuditWriter
-from walletgate.storage.cache import CacheUnavailable, drop_balances, get_balance, put_balance
+from walletgate.storage.balance_cache import drop_balances, get_balance, put_balance
+from walletgate.storage.redis_guard import CacheUnavailable
 from walletgate.storage.counters import (
     CounterRefusal,
     Counters,
@@ -194,7 +196,7 @@ class CallHandler:
         tx_id = uuid.uuid4()
         request_json = {"jsonrpc": "2.0", "id": call_id, "method": method, "params": params}
         try:
-            decoded = decode_call(method, params)
+            decoded = decode_call(method, params, chain_id=self._backend.backend.chain_id)
         except DecodeError as exc:
             decision = Decision(Outcome.DENY, Reason.MALFORMED, f"cannot decode {method}: {exc}")
             await self._log_refusal(tx_id, now, method, request_json, None, decision, started)
