@@ -310,8 +310,10 @@ def _scalar(node: ScalarNode) -> Any:
 def _represent_str(dumper: yaml.SafeDumper, data: str) -> ScalarNode:
     # Strings a reader could take for a number, boolean or null get double quotes,
     # the style the hand-written examples use.
+    # Non-printable characters (NEL, line separators) get escapes: the emitter mangles
+    # some of them in other styles.
     plain_tag = dumper.resolve(ScalarNode, data, (True, False))  # type: ignore[no-untyped-call]
-    style = '"' if plain_tag != _STR else None
+    style = '"' if plain_tag != _STR or not data.isprintable() else None
     node: ScalarNode = dumper.represent_scalar(_STR, data, style=style)
     return node
 

@@ -8,7 +8,7 @@ every change commits (with policy history and one state-version bump) or none do
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -211,8 +211,41 @@ class _Writer:
         self._change_set = change_set
 
     def _upserts(self, kind: str) -> list[Mapping[str, Any]]:
-        ids = [*self._plan.kind(kind).added, *(c.id for c in self._plan.kind(kind).changed)]
-        return [self._desired[kind][entity_id] for entity_id in ids]
+        """Changed entities, in an order their unique keys allow, then added ones."""
+        kind_plan = self._plan.kind(kind)
+        changed = [change.id for change in kind_plan.changed]
+        unique_key = _UNIQUE_KEYS.get(kind)
+        if unique_key is not None:
+            changed = self._unique_key_order(kind, changed, unique_key)
+        return [self._desired[kind][entity_id] for entity_id in (*changed, *kind_plan.added)]
+
+    def _unique_key_order(
+        self, kind: str, ids: list[str], unique_key: Callable[[Mapping[str, Any]], object]
+    ) -> list[str]:
+        """Order changed entities so none takes a (chain, address) another still holds.
+
+        Keys of removed entities are already free, and no added or unchanged entity
+        wants a key in use (the document was validated), so only changed ones can block
+        each other. A cycle (two wallets swapping addresses) has no order at all.
+        """
+        holder = {unique_key(self._current[kind][entity_id]): entity_id for entity_id in ids}
+        pending: list[str] = list(ids)
+        ordered: list[str] = []
+
+        def blocked(entity_id: str) -> bool:
+            other = holder.get(unique_key(self._desired[kind][entity_id]))
+            return other is not None and other != entity_id and other in pending
+
+        while pending:
+            ready = [entity_id for entity_id in pending if not blocked(entity_id)]
+            if not ready:
+                raise ApplyError(
+                    f"{kind} {', '.join(sorted(pending))} swap addresses among themselves; "
+                    "apply in two steps (first move one of them to another address)"
+                )
+            ordered += ready
+            pending = [entity_id for entity_id in pending if entity_id not in ready]
+        return ordered
 
     async def write(self) -> None:
         replaced = await self._delete_policies()
@@ -352,6 +385,12 @@ class _Writer:
                VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7)""",
             rows,
         )
+
+
+_UNIQUE_KEYS: dict[str, Callable[[Mapping[str, Any]], object]] = {
+    "wallets": lambda wallet: (wallet["chain"], wallet["address"]),
+    "assets": lambda asset: (asset["chain"], asset.get("address")),
+}
 
 
 def _by_id(entities: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
