@@ -867,12 +867,12 @@ OFFICE = TimeWindow("office", "Europe/Berlin", WEEKDAYS, time(9), time(17))
 OVERNIGHT_SATURDAY = TimeWindow("sat-night", "Europe/Berlin", frozenset({5}), time(22), time(6))
 
 
-def berlin(*args: int) -> datetime:
-    return datetime(*args, tzinfo=BERLIN)  # type: ignore[misc]
+def berlin(year: int, month: int, day: int, hour: int, minute: int = 0, sec: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, sec, tzinfo=BERLIN)
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
