@@ -12,9 +12,11 @@ from __future__ import annotations
 from walletgate.policies.decision import CounterClaim
 from walletgate.policies.model import CumulativeCap, Policy, PolicySet, RateLimit, Scope, Wallet
 
-#: Units of rate-limit claims (cap claims use an asset id or ``micro_usd``).
+#: Units of rate-limit claims.
 REQUESTS = "requests"
 TRANSACTIONS = "transactions"
+#: Unit of USD cap claims: integer micro-dollars (asset caps use the asset id).
+MICRO_USD = "micro_usd"
 
 
 def claim_key(scope: Scope, scope_id: str, policy_id: str, rule_id: str, unit: str) -> str:

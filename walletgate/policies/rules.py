@@ -25,7 +25,7 @@ from walletgate.intents import (
     TokenApproval,
 )
 from walletgate.policies.amounts import micro_usd_at_least, micro_usd_at_most
-from walletgate.policies.claims import REQUESTS, cap_claim, rate_claim, scope_id
+from walletgate.policies.claims import MICRO_USD, REQUESTS, cap_claim, rate_claim, scope_id
 from walletgate.policies.decision import CounterClaim, Finding, Reason
 from walletgate.policies.facts import RequestFacts, describe_movement, measure
 from walletgate.policies.limits import (
@@ -60,9 +60,6 @@ from walletgate.policies.model import (
     TimeWindow,
     Window,
 )
-
-#: Counter unit of USD caps: integer micro-dollars.
-MICRO_USD = "micro_usd"
 
 _DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
