@@ -296,6 +296,24 @@ async def test_expired_version_key_refills_from_postgres(
     assert gateway.counting.loads == 2
 
 
+async def test_an_expired_version_key_without_a_change_costs_no_recompile(
+    new_instance: Callable[..., Awaitable[Instance]], redis: aioredis.Redis
+) -> None:
+    gateway = await new_instance(replace(SETTINGS, policy_cache_ttl=1))
+    first = await gateway.cache.snapshot()
+
+    async def expired() -> bool:
+        return not await redis.exists(STATE_VERSION_KEY)
+
+    await _until(expired, "the version key to expire")
+    again = await gateway.cache.snapshot()
+
+    assert again is first
+    assert (gateway.counting.loads, gateway.counting.compiles) == (1, 1)
+    assert int(await _stored(redis, STATE_VERSION_KEY)) == first.version
+    assert await redis.exists(POLICY_DOCUMENT_KEY)
+
+
 async def test_flushall_refills_without_an_error(
     new_instance: Callable[..., Awaitable[Instance]], seeded: asyncpg.Pool, redis: aioredis.Redis
 ) -> None:
@@ -309,8 +327,10 @@ async def test_flushall_refills_without_an_error(
     assert (await gateway.cache.snapshot()).version == version
     assert int(await _stored(redis, STATE_VERSION_KEY)) == version
     assert await redis.exists(POLICY_DOCUMENT_KEY)
-    info = await gateway.cache.authenticate(issued.token)
-    assert info == TokenInfo(issued.token_id, "trader", "acme")
+    expected = TokenInfo(issued.token_id, "trader", "acme")
+    assert await gateway.cache.authenticate(issued.token) == expected  # still in memory
+    other = await new_instance()  # another gateway, cold: refills the token cache
+    assert await other.cache.authenticate(issued.token) == expected
     assert await redis.exists(token_key(hash_token(issued.token)))
 
 

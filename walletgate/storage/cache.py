@@ -261,6 +261,7 @@ class StateCache:
         self._loader = loader
         self._compiler = compiler
         self._clock = clock
+        self._state: _State | None = None  # what _snapshot was compiled from
         self._snapshot: Snapshot | None = None
         self._installs = 0  # counts refreshes, so waiters can tell one happened
         self._refresh_lock = asyncio.Lock()
@@ -310,24 +311,34 @@ class StateCache:
                 cached = _parse_state(await self._redis.get(POLICY_DOCUMENT_KEY))
             if cached is not None and cached.version >= seen:
                 return self._install(cached)
-        loaded = await _load_state(self._pool, self._loader)
-        held = await _store_state(self._redis, loaded, self._policy_ttl)
-        if held > loaded.version:
-            _log.warning(
-                "Redis holds state version %d but PostgreSQL has %d: was the database "
-                "restored or does another deployment share this Redis?",
-                held,
-                loaded.version,
-            )
+        loaded = await self._load_from_database()
+        # If Redis already holds a newer version (a publish raced this load), the next
+        # request sees it and refreshes again; nothing older is ever written back.
+        await _store_state(self._redis, loaded, self._policy_ttl)
         return self._install(loaded)
 
+    async def _load_from_database(self) -> _State:
+        """The committed state; the in-memory one if PostgreSQL has not moved past it.
+
+        The version key expires every TTL even when nothing changed; checking the
+        version first spares each gateway a full document load and compile then.
+        """
+        if self._state is not None:
+            with _database_errors("reading the state version"):
+                version = await current_state_version(self._pool)
+            if version == self._state.version:
+                return self._state
+        return await _load_state(self._pool, self._loader)
+
     def _install(self, state: _State) -> Snapshot:
-        policies = self._compiler(state.document, state.version, state.policy_versions)
-        snapshot = Snapshot(state.version, policies)
-        self._snapshot = snapshot
         self._installs += 1
+        if self._snapshot is not None and self._snapshot.version == state.version:
+            return self._snapshot  # one version is one state: nothing to recompile
+        policies = self._compiler(state.document, state.version, state.policy_versions)
+        self._state = state
+        self._snapshot = Snapshot(state.version, policies)
         self._tokens.clear()
-        return snapshot
+        return self._snapshot
 
     async def authenticate(self, token: str, *, at: Snapshot | None = None) -> TokenInfo | None:
         """The agent behind ``token``, or ``None`` for an unknown or revoked token.
