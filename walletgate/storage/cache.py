@@ -32,7 +32,6 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -40,6 +39,15 @@ from walletgate.config.documents import compile_document
 from walletgate.config.settings import Settings
 from walletgate.policies.model import PolicySet
 from walletgate.storage.balance_cache import drop_balances, get_balance, put_balance
+from walletgate.storage.cache_entries import (
+    StateEntry,
+    TokenEntry,
+    decode_state,
+    decode_token,
+    decode_version,
+    encode_state,
+    encode_token,
+)
 from walletgate.storage.cache_keys import (
     POLICY_DOCUMENT_KEY,
     STATE_CHANNEL,
@@ -103,23 +111,6 @@ class Snapshot:
     policies: PolicySet
 
 
-@dataclass(frozen=True, slots=True)
-class _State:
-    """A state version with its policy document and each policy's row version."""
-
-    version: int
-    document: Mapping[str, Any]
-    policy_versions: Mapping[str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class _TokenEntry:
-    """A token cache entry: the answer and the state version it was read at."""
-
-    version: int
-    info: TokenInfo | None
-
-
 @contextmanager
 def _database_errors(what: str) -> Iterator[None]:
     try:
@@ -128,7 +119,7 @@ def _database_errors(what: str) -> Iterator[None]:
         raise CacheUnavailable(f"PostgreSQL is unavailable while {what}: {exc}") from exc
 
 
-async def _load_state(pool: asyncpg.Pool, loader: DocumentLoader) -> _State:
+async def _load_state(pool: asyncpg.Pool, loader: DocumentLoader) -> StateEntry:
     """The committed version and document, read in one snapshot so they belong together."""
     with _database_errors("loading the policy state"):
         async with (
@@ -138,18 +129,12 @@ async def _load_state(pool: asyncpg.Pool, loader: DocumentLoader) -> _State:
             version = await current_state_version(conn)
             document = await loader(conn)
             policy_versions = await load_policy_versions(conn)
-    return _State(version, document, policy_versions)
+    return StateEntry(version, document, policy_versions)
 
 
-async def _store_state(redis: aioredis.Redis, state: _State, ttl: int) -> int:
+async def _store_state(redis: aioredis.Redis, state: StateEntry, ttl: int) -> int:
     """Write ``state`` to Redis unless it holds a newer one; return the version it holds."""
-    payload = orjson.dumps(
-        {
-            "version": state.version,
-            "document": state.document,
-            "policy_versions": state.policy_versions,
-        }
-    )
+    payload = encode_state(state)
     script = redis.register_script(_STORE_STATE_LUA)  # EVALSHA, reloading on NOSCRIPT
     with redis_errors("writing the policy cache"):
         held = await script(
@@ -176,61 +161,6 @@ async def publish_state(
     with redis_errors("announcing the state version"):
         await redis.publish(STATE_CHANNEL, held)
     return held
-
-
-def _parse_int(raw: bytes | str | None) -> int | None:
-    if raw is None:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        return None  # garbage in the cache is a miss, not an error: PostgreSQL is the truth
-
-
-def _parse_state(raw: bytes | str | None) -> _State | None:
-    if raw is None:
-        return None
-    try:
-        entry = orjson.loads(raw)
-        version, document = entry["version"], entry["document"]
-        policy_versions = entry["policy_versions"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return None
-    if not (
-        isinstance(version, int)
-        and isinstance(document, dict)
-        and isinstance(policy_versions, dict)
-    ):
-        return None
-    return _State(version, document, policy_versions)
-
-
-def _token_payload(version: int, info: TokenInfo | None) -> bytes:
-    if info is None:
-        return orjson.dumps({"version": version, "valid": False})
-    return orjson.dumps(
-        {
-            "version": version,
-            "valid": True,
-            "token_id": str(info.token_id),
-            "agent_id": info.agent_id,
-            "owner_id": info.owner_id,
-        }
-    )
-
-
-def _parse_token(raw: bytes | str | None) -> _TokenEntry | None:
-    if raw is None:
-        return None
-    try:
-        entry = orjson.loads(raw)
-        version = entry["version"]
-        if not entry["valid"]:
-            return _TokenEntry(int(version), None)
-        info = TokenInfo(UUID(entry["token_id"]), str(entry["agent_id"]), str(entry["owner_id"]))
-        return _TokenEntry(int(version), info)
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        return None
 
 
 class StateCache:
@@ -261,7 +191,7 @@ class StateCache:
         self._loader = loader
         self._compiler = compiler
         self._clock = clock
-        self._state: _State | None = None  # what _snapshot was compiled from
+        self._state: StateEntry | None = None  # what _snapshot was compiled from
         self._snapshot: Snapshot | None = None
         self._installs = 0  # counts refreshes, so waiters can tell one happened
         self._refresh_lock = asyncio.Lock()
@@ -283,7 +213,7 @@ class StateCache:
         """
         installs = self._installs
         with redis_errors("reading the state version"):
-            seen = _parse_int(await self._redis.get(STATE_VERSION_KEY))
+            seen = decode_version(await self._redis.get(STATE_VERSION_KEY))
         current = self._current_for(seen, installs)
         if current is not None:
             return current
@@ -308,7 +238,7 @@ class StateCache:
     async def _refresh(self, seen: int | None) -> Snapshot:
         if seen is not None:
             with redis_errors("reading the policy cache"):
-                cached = _parse_state(await self._redis.get(POLICY_DOCUMENT_KEY))
+                cached = decode_state(await self._redis.get(POLICY_DOCUMENT_KEY))
             if cached is not None and cached.version >= seen:
                 return self._install(cached)
         loaded = await self._load_from_database()
@@ -317,7 +247,7 @@ class StateCache:
         await _store_state(self._redis, loaded, self._policy_ttl)
         return self._install(loaded)
 
-    async def _load_from_database(self) -> _State:
+    async def _load_from_database(self) -> StateEntry:
         """The committed state; the in-memory one if PostgreSQL has not moved past it.
 
         The version key expires every TTL even when nothing changed; checking the
@@ -330,7 +260,7 @@ class StateCache:
                 return self._state
         return await _load_state(self._pool, self._loader)
 
-    def _install(self, state: _State) -> Snapshot:
+    def _install(self, state: StateEntry) -> Snapshot:
         self._installs += 1
         if self._snapshot is not None and self._snapshot.version == state.version:
             return self._snapshot  # one version is one state: nothing to recompile
@@ -364,21 +294,21 @@ class StateCache:
     async def _load_token(self, token: str, digest: bytes, min_version: int) -> TokenInfo | None:
         key = token_key(digest)
         with redis_errors("reading the token cache"):
-            entry = _parse_token(await self._redis.get(key))
+            entry = decode_token(await self._redis.get(key))
         if entry is None or entry.version < min_version:
             with _database_errors("looking up a token"):
                 found = await lookup_token_versioned(self._pool, token)
-            entry = _TokenEntry(found.state_version, found.info)
+            entry = TokenEntry(found.state_version, found.info)
             if found.info is not None:
                 self._touched[found.info.token_id] = self._clock()  # the lookup touched it
             with redis_errors("writing the token cache"):
                 await self._redis.set(
-                    key, _token_payload(entry.version, entry.info), ex=self._token_ttl
+                    key, encode_token(entry.version, entry.info), ex=self._token_ttl
                 )
         self._remember(digest, entry)
         return entry.info
 
-    def _remember(self, digest: bytes, entry: _TokenEntry) -> None:
+    def _remember(self, digest: bytes, entry: TokenEntry) -> None:
         # Only an answer at least as new as the in-memory snapshot may join its token
         # map: a refresh may have installed a newer version while this one was loading.
         if self.version is None or entry.version < self.version:
@@ -416,9 +346,9 @@ class StateCache:
                 async with self._redis.pubsub() as pubsub:
                     await pubsub.subscribe(STATE_CHANNEL)
                     async for message in pubsub.listen():
-                        announced = (
-                            _parse_int(message["data"]) if message["type"] == "message" else None
-                        )
+                        if message["type"] != "message":
+                            continue  # subscription confirmations
+                        announced = decode_version(message["data"])
                         if announced is not None and (self.version or 0) < announced:
                             await self.snapshot()
             except (RedisError, OSError, CacheUnavailable) as exc:
