@@ -40,7 +40,9 @@ def address(n: int) -> str:
 
 def erc20_call(signature: str, *args: Any) -> str:
     types = signature[signature.index("(") + 1 : -1].split(",")
-    return "0x" + (function_signature_to_4byte_selector(signature) + encode(types, list(args))).hex()
+    return (
+        "0x" + (function_signature_to_4byte_selector(signature) + encode(types, list(args))).hex()
+    )
 
 
 async def _nonce(gw: GatewayProcess, who: str) -> int:
@@ -87,7 +89,9 @@ async def test_allowed_eth_transfer_is_mined(gateway: GatewayProcess, devnet: De
     receipt = await devnet.rpc("eth_getTransactionReceipt", [reply["result"]])
     assert int(receipt["status"], 16) == 1
     assert await devnet.balance(COUNTERPARTY) == before + ETH // 10
-    rows = await gateway.rows("SELECT status, tx_hash, decision FROM transactions WHERE tx_hash = $1", reply["result"])
+    rows = await gateway.rows(
+        "SELECT status, tx_hash, decision FROM transactions WHERE tx_hash = $1", reply["result"]
+    )
     assert [(r["status"], r["decision"]) for r in rows] == [("committed", "allow")]
 
 
@@ -124,9 +128,15 @@ async def test_refusals_are_not_mined(
     trader = address(TRADER_KEY)
     calls: dict[str, tuple[str, list[Any]]] = {}
     if case == "disallowed_destination":
-        calls[case] = ("eth_sendTransaction", [{"from": trader, "to": STRANGER, "value": hex(ETH // 100)}])
+        calls[case] = (
+            "eth_sendTransaction",
+            [{"from": trader, "to": STRANGER, "value": hex(ETH // 100)}],
+        )
     elif case == "over_cap_eth":
-        calls[case] = ("eth_sendTransaction", [{"from": trader, "to": COUNTERPARTY, "value": hex(2 * ETH)}])
+        calls[case] = (
+            "eth_sendTransaction",
+            [{"from": trader, "to": COUNTERPARTY, "value": hex(2 * ETH)}],
+        )
     elif case == "over_cap_erc20_at_value_0":
         data = erc20_call("transfer(address,uint256)", COUNTERPARTY, 1001 * WUSD)
         calls[case] = (
@@ -135,14 +145,19 @@ async def test_refusals_are_not_mined(
         )
     elif case == "unlimited_approve":
         data = erc20_call("approve(address,uint256)", COUNTERPARTY, 2**256 - 1)
-        calls[case] = ("eth_sendTransaction", [{"from": trader, "to": devnet.token_address, "data": data}])
+        calls[case] = (
+            "eth_sendTransaction",
+            [{"from": trader, "to": devnet.token_address, "data": data}],
+        )
     elif case == "eth_sign":
         calls[case] = ("eth_sign", [trader, "0x" + "ab" * 32])
     elif case == "other_chain_raw":
         raw = await signed_raw(gateway, TRADER_KEY, 1, to=COUNTERPARTY, value=ETH // 100)
         calls[case] = ("eth_sendRawTransaction", [raw])
     elif case == "other_agents_key_raw":
-        raw = await signed_raw(gateway, PAYROLL_KEY, devnet.chain_id, to=COUNTERPARTY, value=ETH // 100)
+        raw = await signed_raw(
+            gateway, PAYROLL_KEY, devnet.chain_id, to=COUNTERPARTY, value=ETH // 100
+        )
         calls[case] = ("eth_sendRawTransaction", [raw])
     elif case == "other_agents_wallet_from":
         calls[case] = (
@@ -158,8 +173,13 @@ async def test_refusals_are_not_mined(
     assert data["decision"] == "deny"
     assert data["transaction_id"]
     assert await devnet.block_number() == block, "a refused request must not be mined"
-    rows = await gateway.rows("SELECT decision, reason, status FROM transactions WHERE id = $1::uuid", data["transaction_id"])
-    assert [(r["decision"], r["reason"], r["status"]) for r in rows] == [("deny", expected_reason, "denied")]
+    rows = await gateway.rows(
+        "SELECT decision, reason, status FROM transactions WHERE id = $1::uuid",
+        data["transaction_id"],
+    )
+    assert [(r["decision"], r["reason"], r["status"]) for r in rows] == [
+        ("deny", expected_reason, "denied")
+    ]
 
 
 async def test_permit_typed_data_is_refused(gateway: GatewayProcess, devnet: Devnet) -> None:
@@ -205,7 +225,12 @@ async def test_eip7702_delegation_is_refused(gateway: GatewayProcess, devnet: De
     trader = address(TRADER_KEY)
     nonce = await _nonce(gateway, trader)
     auth = Account.sign_authorization(
-        {"chainId": devnet.chain_id, "address": to_checksum_address(COUNTERPARTY), "nonce": nonce + 1}, key(TRADER_KEY)
+        {
+            "chainId": devnet.chain_id,
+            "address": to_checksum_address(COUNTERPARTY),
+            "nonce": nonce + 1,
+        },
+        key(TRADER_KEY),
     )
     raw = await signed_raw(
         gateway, TRADER_KEY, devnet.chain_id, type=4, to=trader, authorizationList=[auth]
@@ -216,15 +241,25 @@ async def test_eip7702_delegation_is_refused(gateway: GatewayProcess, devnet: De
     assert await devnet.block_number() == block
 
 
-async def test_batch_cannot_smuggle_a_refused_element(gateway: GatewayProcess, devnet: Devnet) -> None:
+async def test_batch_cannot_smuggle_a_refused_element(
+    gateway: GatewayProcess, devnet: Devnet
+) -> None:
     trader = address(TRADER_KEY)
     before_ok = await devnet.balance(COUNTERPARTY)
     before_bad = await devnet.balance(STRANGER)
     batch = [
-        {"jsonrpc": "2.0", "id": 1, "method": "eth_sendTransaction",
-         "params": [{"from": trader, "to": COUNTERPARTY, "value": hex(ETH // 50)}]},
-        {"jsonrpc": "2.0", "id": 2, "method": "eth_sendTransaction",
-         "params": [{"from": trader, "to": STRANGER, "value": hex(ETH // 50)}]},
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "eth_sendTransaction",
+            "params": [{"from": trader, "to": COUNTERPARTY, "value": hex(ETH // 50)}],
+        },
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "eth_sendTransaction",
+            "params": [{"from": trader, "to": STRANGER, "value": hex(ETH // 50)}],
+        },
         {"jsonrpc": "2.0", "id": 3, "method": "eth_blockNumber", "params": []},
     ]
     status, body = await gateway.post(batch)
@@ -238,7 +273,9 @@ async def test_batch_cannot_smuggle_a_refused_element(gateway: GatewayProcess, d
 
 
 async def test_unauthenticated_and_revoked_tokens(gateway: GatewayProcess) -> None:
-    status, body = await gateway.post({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}, token="wg_nope")
+    status, body = await gateway.post(
+        {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}, token="wg_nope"
+    )
     assert status == 401 and body["error"]["code"] == -32000
     # the URL form works with a valid token
     status, body = await gateway.post(
@@ -249,10 +286,22 @@ async def test_unauthenticated_and_revoked_tokens(gateway: GatewayProcess) -> No
 
 
 async def test_tx_list_shows_every_case_with_its_reason(gateway: GatewayProcess) -> None:
-    out = walletgate_cli(["tx", "list", "--agent", "trader", "--json", "--limit", "500"], gateway.env).stdout
+    out = walletgate_cli(
+        ["tx", "list", "--agent", "trader", "--json", "--limit", "500"], gateway.env
+    ).stdout
     rows = [json.loads(line) for line in out.splitlines() if line.strip()]
     reasons = {row["reason"] for row in rows}
-    assert {"allowed", "destination_not_allowed", "per_tx_cap_exceeded", "signing_not_allowed",
-            "chain_mismatch", "wallet_not_owned", "unlimited_approval", "delegation_not_allowed"} <= reasons
+    assert {
+        "allowed",
+        "destination_not_allowed",
+        "per_tx_cap_exceeded",
+        "signing_not_allowed",
+        "chain_mismatch",
+        "wallet_not_owned",
+        "unlimited_approval",
+        "delegation_not_allowed",
+    } <= reasons
     denied = walletgate_cli(["tx", "list", "--decision", "deny", "--json"], gateway.env).stdout
-    assert all(json.loads(line)["decision"] == "deny" for line in denied.splitlines() if line.strip())
+    assert all(
+        json.loads(line)["decision"] == "deny" for line in denied.splitlines() if line.strip()
+    )

@@ -41,7 +41,9 @@ def free_port() -> int:
         return port
 
 
-def walletgate_cli(args: list[str], env: Mapping[str, str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+def walletgate_cli(
+    args: list[str], env: Mapping[str, str], *, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run the ``walletgate`` command as an operator would, in a subprocess."""
     result = subprocess.run(
         [sys.executable, "-m", "walletgate.cli", *args],
@@ -53,7 +55,8 @@ def walletgate_cli(args: list[str], env: Mapping[str, str], *, check: bool = Tru
     )
     if check and result.returncode != 0:
         raise AssertionError(
-            f"walletgate {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+            f"walletgate {' '.join(args)} exited {result.returncode}\n"
+            f"{result.stdout}\n{result.stderr}"
         )
     return result
 
@@ -78,16 +81,21 @@ class GatewayProcess:
     process: subprocess.Popen[bytes]
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
 
-    async def post(self, body: Any, *, token: str | None = None, path: str = "/") -> tuple[int, Any]:
+    async def post(
+        self, body: Any, *, token: str | None = None, path: str = "/"
+    ) -> tuple[int, Any]:
         """POST a JSON-RPC body (object or batch) as the trader (or with ``token``)."""
         headers = {"Authorization": f"Bearer {token or self.tokens['trader']}"}
-        async with aiohttp.ClientSession() as session, session.post(
-            self.url.rstrip("/") + path, json=body, headers=headers
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(self.url.rstrip("/") + path, json=body, headers=headers) as response,
+        ):
             return response.status, await response.json(content_type=None)
 
-    async def rpc(self, method: str, params: list[Any], *, token: str | None = None) -> dict[str, Any]:
-        status, body = await self.post(
+    async def rpc(
+        self, method: str, params: list[Any], *, token: str | None = None
+    ) -> dict[str, Any]:
+        _status, body = await self.post(
             {"jsonrpc": "2.0", "id": secrets.randbelow(10**9), "method": method, "params": params},
             token=token,
         )
@@ -102,8 +110,8 @@ class GatewayProcess:
             await conn.close()
 
 
-async def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = asyncio.get_running_loop().time() + 60.0
     async with aiohttp.ClientSession() as session:
         while True:
             if process.poll() is not None:
@@ -170,4 +178,3 @@ async def gateway(
         stop_process(process)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
-

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from walletgate.config.settings import Backend, Settings
 
@@ -80,17 +81,23 @@ class BackendClient:
         except TimeoutError:
             return BackendReply(Outcome.UNKNOWN, None, "backend timed out")
         except aiohttp.ClientError as exc:
-            return BackendReply(Outcome.UNKNOWN, None, f"backend connection failed: {type(exc).__name__}")
+            return BackendReply(
+                Outcome.UNKNOWN, None, f"backend connection failed: {type(exc).__name__}"
+            )
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
-            return BackendReply(Outcome.UNKNOWN, None, f"backend answered HTTP {status} with non-JSON")
+            return BackendReply(
+                Outcome.UNKNOWN, None, f"backend answered HTTP {status} with non-JSON"
+            )
         if isinstance(body, dict):
             if "result" in body and "error" not in body:
                 return BackendReply(Outcome.SUCCESS, body)
             if isinstance(body.get("error"), dict):
                 return BackendReply(Outcome.REJECTED, body, str(body["error"].get("message", "")))
-            return BackendReply(Outcome.UNKNOWN, body, f"backend answered HTTP {status} without result")
+            return BackendReply(
+                Outcome.UNKNOWN, body, f"backend answered HTTP {status} without result"
+            )
         if isinstance(body, list):
             return BackendReply(Outcome.SUCCESS, body)
         return BackendReply(Outcome.UNKNOWN, None, f"backend answered HTTP {status} with odd JSON")
@@ -99,7 +106,9 @@ class BackendClient:
         """Make one JSON-RPC call and return its result, or raise BackendError."""
         reply = await self.post({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
         if reply.outcome is not Outcome.SUCCESS or not isinstance(reply.body, dict):
-            raise BackendError(f"{self.backend.name}: {method} failed: {reply.detail or reply.body}")
+            raise BackendError(
+                f"{self.backend.name}: {method} failed: {reply.detail or reply.body}"
+            )
         return reply.body["result"]
 
     async def check_chain_id(self) -> None:
@@ -121,7 +130,7 @@ class BackendClient:
 def redact_url(url: str) -> str:
     """A backend URL fit for logs and errors: no userinfo, no path (keys often live there)."""
     try:
-        parsed = aiohttp.client.URL(url)
+        parsed = URL(url)
     except ValueError:
         return "<invalid url>"
     return f"{parsed.scheme}://{parsed.host}:{parsed.port}"

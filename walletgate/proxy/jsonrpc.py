@@ -263,11 +263,12 @@ def result_response(request_id: JsonId, result: Any) -> dict[str, Any]:
 def call_to_json(call: Call) -> dict[str, Any]:
     """The request object for ``call``, as it would be forwarded (notifications stay
     notifications, absent params stay absent)."""
-    out: dict[str, Any] = {"jsonrpc": "2.0", "method": call.method}
-    if call.params is not None:
-        out["params"] = call.params
+    out: dict[str, Any] = {"jsonrpc": "2.0"}
     if not call.is_notification:
         out["id"] = call.id
+    out["method"] = call.method
+    if call.params is not None:
+        out["params"] = call.params
     return out
 
 

@@ -11,6 +11,7 @@ forwarded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -25,19 +26,18 @@ from redis.exceptions import RedisError
 
 from walletgate.intents import DecodedRequest, DecodeError, MethodClass
 from walletgate.policies.decision import Decision, Finding, Outcome, Reason
-from walletgate.policies.evaluator import evaluate
+from walletgate.policies.evaluator import evaluate, request_rate_claims
 from walletgate.policies.model import PolicySet, Wallet
 from walletgate.policies.request import SpendRequest
 from walletgate.proxy import errors
 from walletgate.proxy.backend import BackendClient, BackendReply
 from walletgate.proxy.backend import Outcome as ForwardOutcome
 from walletgate.proxy.evm.decode import decode_call
-from walletgate.proxy.evm.reads import balance_query
 from walletgate.proxy.evm.methods import classify
+from walletgate.proxy.evm.reads import balance_query
 from walletgate.proxy.metrics import Metrics
 from walletgate.storage.audit import AuditOutcome, AuditRecord, AuditUnavailable, AuditWriter
 from walletgate.storage.balance_cache import drop_balances, get_balance, put_balance
-from walletgate.storage.redis_guard import CacheUnavailable
 from walletgate.storage.counters import (
     CounterRefusal,
     Counters,
@@ -45,6 +45,7 @@ from walletgate.storage.counters import (
     Reservation,
     claims_to_json,
 )
+from walletgate.storage.redis_guard import CacheUnavailable
 
 _log = logging.getLogger(__name__)
 
@@ -100,7 +101,8 @@ def _unavailable(what: str) -> Decision:
 
 def _counter_refusal_decision(decision: Decision, refusal: CounterRefusal) -> Decision:
     claim = refusal.claim
-    reason = Reason.RATE_LIMITED if claim.unit == "requests" or claim.unit == "transactions" else Reason.CUMULATIVE_CAP
+    counts = claim.unit in ("requests", "transactions")
+    reason = Reason.RATE_LIMITED if counts else Reason.CUMULATIVE_CAP
     finding = Finding(
         policy=claim.policy,
         rule=claim.rule,
@@ -127,7 +129,9 @@ def _counter_refusal_decision(decision: Decision, refusal: CounterRefusal) -> De
 class CallHandler:
     """Handles the calls of one HTTP request for one caller and one backend."""
 
-    def __init__(self, gw: Gateway, backend: BackendClient, caller: Caller, policies: PolicySet) -> None:
+    def __init__(
+        self, gw: Gateway, backend: BackendClient, caller: Caller, policies: PolicySet
+    ) -> None:
         self._gw = gw
         self._backend = backend
         self._caller = caller
@@ -137,6 +141,9 @@ class CallHandler:
         """Decide one call and return its JSON-RPC response."""
         method_class = classify(method)
         self._gw.metrics.requests.labels(method_class=str(method_class)).inc()
+        limited = await self._count_request(call_id, method_class)
+        if limited is not None:
+            return limited
         if method_class is MethodClass.READ:
             return await self._read(call_id, method, params)
         if method_class in (MethodClass.SPENDING, MethodClass.SIGNING):
@@ -145,9 +152,38 @@ class CallHandler:
         return errors.error_object(
             call_id,
             errors.METHOD_NOT_SUPPORTED,
-            f"method {method!r} is not allowed through walletgate ({method_class} methods are denied)",
+            f"method {method!r} is not allowed through walletgate "
+            f"({method_class} methods are denied)",
             {"decision": "deny", "reason": str(Reason.METHOD_NOT_ALLOWED), "method": method},
         )
+
+    async def _count_request(self, call_id: Any, method_class: MethodClass) -> Response | None:
+        """Count this call against the agent's request-rate limits (every method counts).
+
+        Returns the refusal when a limit is reached, or when the counters cannot be
+        reached and the call is a spend (or reads are configured to fail closed).
+        """
+        claims = request_rate_claims(self._caller.agent_id, None, self._policies)
+        if not claims:
+            return None
+        reservation_id = f"req-{uuid.uuid4()}"
+        try:
+            reserved = await self._gw.counters.reserve(
+                reservation_id, claims, self._gw.clock().timestamp()
+            )
+        except CountersUnavailable:
+            if method_class is MethodClass.READ and self._gw.reads_fail_open:
+                return None
+            decision = _unavailable("rate counters unavailable")
+            self._count(decision)
+            return _refusal(call_id, decision, None)
+        if isinstance(reserved, CounterRefusal):
+            base = Decision(Outcome.DENY, Reason.RATE_LIMITED, "")
+            decision = _counter_refusal_decision(base, reserved)
+            self._count(decision)
+            return _refusal(call_id, decision, None, retry_after=reserved.retry_after)
+        await self._settle_quietly(reserved, refund=False)
+        return None
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -170,12 +206,15 @@ class CallHandler:
                 call_id, errors.RESOURCE_UNAVAILABLE, f"backend unavailable: {reply.detail}"
             )
         if query is not None and reply.outcome is ForwardOutcome.SUCCESS:
-            try:
+            # On a Redis error the next read is a cache miss; this answer is still right.
+            with contextlib.suppress(RedisError, CacheUnavailable):
                 await put_balance(
-                    self._gw.redis, chain_id, *query, str(reply.body["result"]), self._gw.balance_ttl
+                    self._gw.redis,
+                    chain_id,
+                    *query,
+                    str(reply.body["result"]),
+                    self._gw.balance_ttl,
                 )
-            except (RedisError, CacheUnavailable):
-                pass  # a cache miss next time; the answer itself is right
         return _with_id(reply.body, call_id)
 
     async def _forward(self, payload: Any) -> BackendReply:
@@ -183,9 +222,13 @@ class CallHandler:
         reply = await self._backend.post(payload)
         self._gw.metrics.backend_latency.observe(time.perf_counter() - started)
         if reply.outcome is ForwardOutcome.UNKNOWN:
-            self._gw.metrics.backend_errors.labels(backend=self._backend.backend.name, kind="unknown").inc()
+            self._gw.metrics.backend_errors.labels(
+                backend=self._backend.backend.name, kind="unknown"
+            ).inc()
         elif reply.outcome is ForwardOutcome.REJECTED:
-            self._gw.metrics.backend_errors.labels(backend=self._backend.backend.name, kind="rpc_error").inc()
+            self._gw.metrics.backend_errors.labels(
+                backend=self._backend.backend.name, kind="rpc_error"
+            ).inc()
         return reply
 
     # -- spends --------------------------------------------------------------------------
@@ -213,7 +256,9 @@ class CallHandler:
         decision = evaluate(request, self._policies, now)
         wallet = self._wallet_of(decoded)
         if decision.outcome is not Outcome.ALLOW:
-            logged = await self._log_refusal(tx_id, now, method, request_json, decoded, decision, started, wallet)
+            logged = await self._log_refusal(
+                tx_id, now, method, request_json, decoded, decision, started, wallet
+            )
             self._count(decision)
             return _refusal(call_id, decision, tx_id if logged else None)
         try:
@@ -221,15 +266,21 @@ class CallHandler:
         except CountersUnavailable as exc:
             _log.warning("refusing %s: %s", method, exc)
             decision = _unavailable("counters unavailable")
-            await self._log_refusal(tx_id, now, method, request_json, decoded, decision, started, wallet)
+            await self._log_refusal(
+                tx_id, now, method, request_json, decoded, decision, started, wallet
+            )
             self._count(decision)
             return _refusal(call_id, decision, tx_id)
         if isinstance(reserved, CounterRefusal):
             decision = _counter_refusal_decision(decision, reserved)
-            await self._log_refusal(tx_id, now, method, request_json, decoded, decision, started, wallet)
+            await self._log_refusal(
+                tx_id, now, method, request_json, decoded, decision, started, wallet
+            )
             self._count(decision)
             return _refusal(call_id, decision, tx_id, retry_after=reserved.retry_after)
-        record = self._record(tx_id, now, method, request_json, decoded, decision, "pending", wallet, started)
+        record = self._record(
+            tx_id, now, method, request_json, decoded, decision, "pending", wallet, started
+        )
         try:
             await self._gw.audit.insert(record)
         except AuditUnavailable as exc:
@@ -241,7 +292,9 @@ class CallHandler:
         self._count(decision)
         # Forward and settle as one unit that a disconnecting client cannot cancel: the
         # reservation must be settled exactly once whatever happens to the caller.
-        task = asyncio.ensure_future(self._forward_and_settle(tx_id, request_json, reserved, decoded, started))
+        task = asyncio.ensure_future(
+            self._forward_and_settle(tx_id, request_json, reserved, decoded, started)
+        )
         return await asyncio.shield(task)
 
     async def _forward_and_settle(
@@ -262,16 +315,35 @@ class CallHandler:
         if reply.outcome is ForwardOutcome.SUCCESS:
             await self._settle_quietly(reserved, refund=False)
             result = reply.body.get("result") if isinstance(reply.body, dict) else None
-            tx_hash = result.lower() if isinstance(result, str) and len(result) == 66 and decoded.method != "wallet_sendCalls" and decoded.method.startswith("eth_send") else None
-            self._gw.audit.update(AuditOutcome(tx_id, "committed", settled, tx_hash=tx_hash or decoded.tx_hash, timings=timings))
+            tx_hash = (
+                result.lower()
+                if isinstance(result, str)
+                and len(result) == 66
+                and decoded.method != "wallet_sendCalls"
+                and decoded.method.startswith("eth_send")
+                else None
+            )
+            self._gw.audit.update(
+                AuditOutcome(
+                    tx_id, "committed", settled, tx_hash=tx_hash or decoded.tx_hash, timings=timings
+                )
+            )
         elif reply.outcome is ForwardOutcome.REJECTED:
             await self._settle_quietly(reserved, refund=True)
             error = reply.body.get("error") if isinstance(reply.body, dict) else None
-            self._gw.audit.update(AuditOutcome(tx_id, "refunded", settled, backend_error=error, timings=timings))
+            self._gw.audit.update(
+                AuditOutcome(tx_id, "refunded", settled, backend_error=error, timings=timings)
+            )
         else:
             # It may have been broadcast: the reservation keeps counting until reconciled.
             self._gw.audit.update(
-                AuditOutcome(tx_id, "unknown", settled, backend_error={"message": reply.detail}, timings=timings)
+                AuditOutcome(
+                    tx_id,
+                    "unknown",
+                    settled,
+                    backend_error={"message": reply.detail},
+                    timings=timings,
+                )
             )
         if decoded.wallet is not None and decoded.method_class is MethodClass.SPENDING:
             try:
@@ -321,13 +393,17 @@ class CallHandler:
     ) -> AuditRecord:
         # Rows refer only to entities of this agent: a foreign wallet is named in the
         # explanation, not linked, so the audit row cannot fail on it.
-        own_wallet = wallet if wallet is not None and wallet.agent == self._caller.agent_id else None
+        own_wallet = (
+            wallet if wallet is not None and wallet.agent == self._caller.agent_id else None
+        )
         return AuditRecord(
             id=tx_id,
             created_at=now,
             method=method,
             request=request_json,
-            decision=str(decision.outcome) if decision.reason is not Reason.UNAVAILABLE else "error",
+            decision=str(decision.outcome)
+            if decision.reason is not Reason.UNAVAILABLE
+            else "error",
             reason=str(decision.reason),
             status=status,
             agent_id=self._caller.agent_id,
@@ -355,7 +431,9 @@ class CallHandler:
         wallet: Wallet | None = None,
     ) -> bool:
         status = "held" if decision.outcome is Outcome.HOLD else "denied"
-        record = self._record(tx_id, now, method, request_json, decoded, decision, status, wallet, started)
+        record = self._record(
+            tx_id, now, method, request_json, decoded, decision, status, wallet, started
+        )
         try:
             await self._gw.audit.insert(record)
         except AuditUnavailable:
@@ -365,11 +443,12 @@ class CallHandler:
         return True
 
     def _count(self, decision: Decision) -> None:
-        self._gw.metrics.decisions.labels(decision=str(decision.outcome), reason=str(decision.reason)).inc()
+        self._gw.metrics.decisions.labels(
+            decision=str(decision.outcome), reason=str(decision.reason)
+        ).inc()
 
 
 def _with_id(body: Any, call_id: Any) -> Response:
     if isinstance(body, dict):
         return {**body, "id": call_id}
     return {"jsonrpc": "2.0", "id": call_id, "result": body}
-

@@ -35,7 +35,12 @@ class RedactingAccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         path = _PATH_TOKEN.sub("/t/<redacted>", request.path)
         self.logger.info(
-            '%s "%s %s" %d %.1fms', request.remote, request.method, path, response.status, time * 1000
+            '%s "%s %s" %d %.1fms',
+            request.remote,
+            request.method,
+            path,
+            response.status,
+            time * 1000,
         )
 
 
@@ -79,18 +84,21 @@ async def _wait_for_signal() -> None:
     await stop.wait()
 
 
-async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
-    """Run one gateway process until SIGINT or SIGTERM."""
-    async with open_stores(settings) as stores, gateway_app(settings, stores) as app:
+async def serve(settings: Settings, *, stores: Stores | None = None) -> None:
+    """Run one gateway process until SIGINT or SIGTERM (on ``stores`` if given)."""
+    async with contextlib.AsyncExitStack() as stack:
+        if stores is None:
+            stores = await stack.enter_async_context(open_stores(settings))
+        app = await stack.enter_async_context(gateway_app(settings, stores))
         runner = web.AppRunner(app, access_log_class=RedactingAccessLogger, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=True)
         await site.start()
         for backend in settings.all_backends():
-            _log.info("backend %s: %s (chain %d)", backend.name, redact_url(backend.url), backend.chain_id)
+            _log.info(
+                "backend %s: %s (chain %d)", backend.name, redact_url(backend.url), backend.chain_id
+            )
         print(f"walletgate listening on http://{settings.host}:{settings.port}/", flush=True)
-        if ready is not None:
-            ready.set()
         try:
             await _wait_for_signal()
         finally:
@@ -99,7 +107,9 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
 
 async def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     """CLI handler of ``walletgate serve``."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     settings = replace(
         settings,
         host=args.host or settings.host,

@@ -180,9 +180,18 @@ class AuditWriter:
                 del self._updates[: len(updates)]
                 try:
                     await asyncio.wait_for(self._write(inserts, updates), self._timeout)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                    _log.warning("audit batch failed (%d rows, %d updates): %s",
-                                 len(inserts), len(updates), exc)
+                except (
+                    OSError,
+                    asyncpg.PostgresError,
+                    asyncpg.InterfaceError,
+                    TimeoutError,
+                ) as exc:
+                    _log.warning(
+                        "audit batch failed (%d rows, %d updates): %s",
+                        len(inserts),
+                        len(updates),
+                        exc,
+                    )
                     for _, future in inserts:
                         if not future.done():
                             future.set_exception(AuditUnavailable(f"audit log unavailable: {exc}"))
@@ -220,9 +229,12 @@ class TxFilter:
     limit: int = 50
 
 
-async def list_transactions(conn: asyncpg.Connection | asyncpg.Pool, flt: TxFilter) -> list[dict[str, Any]]:
+async def list_transactions(
+    conn: asyncpg.Connection | asyncpg.Pool, flt: TxFilter
+) -> list[dict[str, Any]]:
     """Rows of the audit log matching ``flt``, newest first."""
-    clauses, args = [], []
+    clauses: list[str] = []
+    args: list[Any] = []
     for column, value in (
         ("agent_id", flt.agent),
         ("wallet_id", flt.wallet),

@@ -22,7 +22,7 @@ refunded when a later one fails, so no interleaving of requests can overspend.
 
 from __future__ import annotations
 
-import json
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -107,7 +107,8 @@ end
 local record = {}
 for i = 1, n do
   local base = 2 + (i - 1) * 4
-  local amount, width, count = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
+  local amount = tonumber(ARGV[base + 1])
+  local width, count = tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
   local bucket = math.floor(now / width)
   redis.call('HINCRBY', KEYS[i], bucket, amount)
   redis.call('EXPIRE', KEYS[i], width * (count + 2))
@@ -198,11 +199,9 @@ class Counters:
             await self._refund(keys=[f"{tag}:res:{reservation_id}"])
 
     async def _undo_quietly(self, reservation_id: str, tags: Sequence[str]) -> None:
-        try:
+        # The reservation record expires on its own; over-counting is the safe side.
+        with contextlib.suppress(RedisError):
             await self._undo(reservation_id, tags)
-        except RedisError:
-            # The reservation record expires on its own; over-counting is the safe side.
-            pass
 
     async def commit(self, reservation: Reservation) -> None:
         """The backend accepted the request: the amounts stay counted."""
@@ -230,5 +229,3 @@ def claims_to_json(claims: Sequence[CounterClaim]) -> list[dict[str, Any]]:
         }
         for c in claims
     ]
-
-

@@ -255,6 +255,8 @@ def parse_raw_transaction(raw: bytes, where: str) -> RawTransaction:
     authorizations = tuple(fields.get("authorizationList", ()))
     if tx_type == 4 and not authorizations:
         raise DecodeError("a set-code transaction needs at least one authorization", where=where)
+    for index, entry in enumerate(authorizations):
+        _check_authorization(entry, f"{where}.authorizationList[{index}]")
     return RawTransaction(
         tx_type=tx_type,
         signer=_recover_signer(signed, where),
@@ -268,11 +270,17 @@ def parse_raw_transaction(raw: bytes, where: str) -> RawTransaction:
     )
 
 
-def _delegation(entry: tuple[Any, ...], chain_id: int, where: str) -> Delegation:
-    authorization_chain, delegate_bytes, nonce, y_parity, r, s = entry
+def _check_authorization(entry: tuple[Any, ...], where: str) -> None:
+    """Refuse a malformed authorization before anything else reads it."""
+    authorization_chain, _, nonce, y_parity, r, s = entry
     for name, value, bits in (("chainId", authorization_chain, _U256), ("nonce", nonce, _U64)):
         if value.bit_length() > bits:
             raise DecodeError(f"authorization {name} exceeds {bits} bits", where=where)
+    check_signature_values(y_parity, r, s, where)
+
+
+def _delegation(entry: tuple[Any, ...], chain_id: int, where: str) -> Delegation:
+    authorization_chain, delegate_bytes, nonce, y_parity, r, s = entry
     delegate = "0x" + delegate_bytes.hex()
     authority = recover_authority(
         chain_id=authorization_chain,
