@@ -1,4 +1,8 @@
-"""``walletgate agents token issue | revoke | list``: the CLI handlers for agent tokens."""
+"""``walletgate agents token issue | revoke | list``: the CLI handlers for agent tokens.
+
+Token errors (unknown agent, unknown or ambiguous token) are ``UserError``s: the CLI
+prints their one-line message and exits 1.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,6 @@ from walletgate.storage.runtime import open_stores
 from walletgate.storage.tokens import (
     IssuedToken,
     TokenAlreadyRevoked,
-    TokenError,
     TokenRecord,
     issue_token,
     list_tokens,
@@ -29,11 +32,6 @@ def _actor(settings: Settings) -> str:
         return getpass.getuser()
     except OSError:  # no user name in a bare container
         return "unknown"
-
-
-def _fail(message: str) -> int:
-    print(f"walletgate: {message}", file=sys.stderr)
-    return 1
 
 
 def _issued_text(issued: IssuedToken, settings: Settings) -> str:
@@ -56,10 +54,7 @@ def _issued_text(issued: IssuedToken, settings: Settings) -> str:
 async def run_issue(args: argparse.Namespace, settings: Settings) -> int:
     """Issue a token for ``args.agent`` and print it once, with how to use it."""
     async with open_stores(settings) as stores:
-        try:
-            issued = await issue_token(stores.pool, args.agent, actor=_actor(settings))
-        except TokenError as exc:
-            return _fail(str(exc))
+        issued = await issue_token(stores.pool, args.agent, actor=_actor(settings))
     print(_issued_text(issued, settings))
     return 0
 
@@ -73,16 +68,16 @@ async def run_revoke(args: argparse.Namespace, settings: Settings) -> int:
         except TokenAlreadyRevoked as exc:
             print(f"walletgate: {exc}; nothing to do", file=sys.stderr)
             return 0
-        except TokenError as exc:
-            return _fail(str(exc))
         try:
             version = await publish_state(stores.redis, stores.pool, ttl=settings.policy_cache_ttl)
         except CacheUnavailable as exc:
-            return _fail(
-                f"token {record.prefix} is revoked in the database, but the caches could not "
-                f"be told ({exc}); gateways refuse spends while Redis is down and pick the "
-                f"revocation up within {settings.policy_cache_ttl} s of it coming back"
+            print(
+                f"walletgate: token {record.prefix} is revoked in the database, but the caches "
+                f"could not be told ({exc}); gateways refuse spends while Redis is down and "
+                f"pick the revocation up within {settings.policy_cache_ttl} s of it coming back",
+                file=sys.stderr,
             )
+            return 1
     print(
         f"Revoked token {record.prefix} (id {record.token_id}) of agent {record.agent_id!r}; "
         f"gateways refuse it from state version {version} on."
@@ -125,10 +120,7 @@ def format_token_table(records: list[TokenRecord]) -> str:
 async def run_list(args: argparse.Namespace, settings: Settings) -> int:
     """List tokens (of ``args.agent`` if given): ids, prefixes, dates, never secrets."""
     async with open_stores(settings) as stores:
-        try:
-            records = await list_tokens(stores.pool, args.agent)
-        except TokenError as exc:
-            return _fail(str(exc))
+        records = await list_tokens(stores.pool, args.agent)
     if not records:
         print("no tokens" + (f" for agent {args.agent!r}" if args.agent else ""))
         return 0

@@ -23,6 +23,7 @@ from uuid import UUID
 
 import asyncpg
 
+from walletgate.errors import UserError
 from walletgate.storage.state import bump_state_version
 
 TOKEN_PREFIX = "wg_"
@@ -35,7 +36,7 @@ _TOKEN_RE = re.compile(r"^wg_[A-Za-z0-9_-]{20,100}$")
 TOUCH_INTERVAL_SECONDS = 60
 
 
-class TokenError(ValueError):
+class TokenError(UserError):
     """A token operation cannot be done; the message says why and names the token."""
 
 
