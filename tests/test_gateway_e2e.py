@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import aiohttp
 import pytest
 from eth_abi import encode
 from eth_account import Account
@@ -305,3 +306,108 @@ async def test_tx_list_shows_every_case_with_its_reason(gateway: GatewayProcess)
     assert all(
         json.loads(line)["decision"] == "deny" for line in denied.splitlines() if line.strip()
     )
+
+
+async def test_simulate_decides_like_the_gateway_without_side_effects(
+    gateway: GatewayProcess, devnet: Devnet, tmp_path: Any
+) -> None:
+    trader = address(TRADER_KEY)
+    request = tmp_path / "request.json"
+    request.write_text(
+        json.dumps(
+            [
+                {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "eth_sendTransaction",
+                    "params": [{"from": trader, "to": STRANGER, "value": hex(ETH // 100)}],
+                },
+                {
+                    "jsonrpc": "2.0",
+                    "id": 2,
+                    "method": "eth_sendTransaction",
+                    "params": [{"from": trader, "to": COUNTERPARTY, "value": hex(ETH // 100)}],
+                },
+            ]
+        )
+    )
+    before = await gateway.rows("SELECT count(*) AS n FROM transactions")
+    block = await devnet.block_number()
+    result = walletgate_cli(
+        ["simulate", str(request), "--agent", "trader"],
+        {**gateway.env},
+        check=False,
+    )
+    assert result.returncode == 3, result.stderr
+    decisions = json.loads(result.stdout)
+    assert [d["decision"] for d in decisions] == ["deny", "allow"]
+    assert decisions[0]["reason"] == "destination_not_allowed"
+    assert decisions[0]["policy"] == "trader-limits"
+    after = await gateway.rows("SELECT count(*) AS n FROM transactions")
+    assert after[0]["n"] == before[0]["n"], "simulate must not write the audit log"
+    assert await devnet.block_number() == block
+
+
+async def test_method_classes_and_malformed_input(gateway: GatewayProcess) -> None:
+    reply = await gateway.rpc("admin_peers", [])
+    assert reply["error"]["code"] == -32004
+    assert reply["error"]["data"]["reason"] == "method_not_allowed"
+    reply = await gateway.rpc(
+        "eth_sendTransaction", [{"from": address(TRADER_KEY), "value": "0xzz"}]
+    )
+    assert reply["error"]["code"] == -32602
+    assert "params[0].value" in reply["error"]["data"]["where"]
+    async with aiohttp.ClientSession() as session:
+        headers = {"Authorization": f"Bearer {gateway.tokens['trader']}"}
+        async with session.post(
+            gateway.url, data=b'{"jsonrpc": "2.0", "id": 1,', headers=headers
+        ) as r:
+            body = await r.json(content_type=None)
+            assert r.status == 200 and body["error"]["code"] == -32700
+        async with session.post(
+            gateway.url, data=b"[" + b"1," * 2_000_000 + b"1]", headers=headers
+        ) as r:
+            body = await r.json(content_type=None)
+            assert r.status == 413 and body["error"]["code"] == -32600
+
+
+async def test_balance_cache_serves_reads_and_is_dropped_by_a_spend(
+    gateway: GatewayProcess, devnet: Devnet
+) -> None:
+    trader = address(TRADER_KEY)
+
+    async def cache_hits() -> float:
+        async with aiohttp.ClientSession() as session, session.get(gateway.url + "metrics") as r:
+            text = await r.text()
+        for line in text.splitlines():
+            if line.startswith('walletgate_balance_cache_total{result="hit"}'):
+                return float(line.split()[-1])
+        return 0.0
+
+    first = await gateway.rpc("eth_getBalance", [trader, "latest"])
+    hits = await cache_hits()
+    second = await gateway.rpc("eth_getBalance", [trader, "latest"])
+    assert second["result"] == first["result"]
+    assert await cache_hits() == hits + 1
+    sent = await gateway.rpc(
+        "eth_sendTransaction", [{"from": trader, "to": COUNTERPARTY, "value": hex(ETH // 100)}]
+    )
+    assert "result" in sent, sent
+    third = await gateway.rpc("eth_getBalance", [trader, "latest"])
+    assert await cache_hits() == hits + 1, "the spend must drop the cached balance"
+    assert int(third["result"], 16) == await devnet.balance(trader)
+    assert int(third["result"], 16) < int(first["result"], 16)
+
+
+async def test_health_readiness_and_metrics(gateway: GatewayProcess) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(gateway.url + "healthz") as r:
+            assert r.status == 200
+        async with session.get(gateway.url + "readyz") as r:
+            body = await r.json()
+            assert r.status == 200, body
+            assert set(body["checks"]) == {"postgresql", "redis", "backend:default"}
+        async with session.get(gateway.url + "metrics") as r:
+            text = await r.text()
+    assert 'walletgate_decisions_total{decision="deny",reason="destination_not_allowed"}' in text
+    assert "walletgate_spend_seconds_bucket" in text

@@ -99,7 +99,7 @@ def _unavailable(what: str) -> Decision:
     )
 
 
-def _counter_refusal_decision(decision: Decision, refusal: CounterRefusal) -> Decision:
+def counter_refusal_decision(decision: Decision, refusal: CounterRefusal) -> Decision:
     claim = refusal.claim
     counts = claim.unit in ("requests", "transactions")
     reason = Reason.RATE_LIMITED if counts else Reason.CUMULATIVE_CAP
@@ -179,7 +179,7 @@ class CallHandler:
             return _refusal(call_id, decision, None)
         if isinstance(reserved, CounterRefusal):
             base = Decision(Outcome.DENY, Reason.RATE_LIMITED, "")
-            decision = _counter_refusal_decision(base, reserved)
+            decision = counter_refusal_decision(base, reserved)
             self._count(decision)
             return _refusal(call_id, decision, None, retry_after=reserved.retry_after)
         await self._settle_quietly(reserved, refund=False)
@@ -272,7 +272,7 @@ class CallHandler:
             self._count(decision)
             return _refusal(call_id, decision, tx_id)
         if isinstance(reserved, CounterRefusal):
-            decision = _counter_refusal_decision(decision, reserved)
+            decision = counter_refusal_decision(decision, reserved)
             await self._log_refusal(
                 tx_id, now, method, request_json, decoded, decision, started, wallet
             )

@@ -120,6 +120,28 @@ redis.call('SET', KEYS[n + 1], cjson.encode(record), 'EX', tonumber(ARGV[2]))
 return {0, ''}
 """
 
+# Peek: the reserve check without writing anything (simulate, dry runs).
+_PEEK = """
+local now = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local base = 1 + (i - 1) * 4
+  local amount, limit = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
+  local width, count = tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
+  local oldest = math.floor(now / width) - count
+  local total = 0
+  local fields = redis.call('HGETALL', KEYS[i])
+  for j = 1, #fields, 2 do
+    if tonumber(fields[j]) > oldest then
+      total = total + tonumber(fields[j + 1])
+    end
+  end
+  if total + amount > limit then
+    return {i, tostring(total)}
+  end
+end
+return {0, ''}
+"""
+
 # Refund: take back exactly what the reservation added, once.
 _REFUND = """
 local raw = redis.call('GET', KEYS[1])
@@ -140,6 +162,38 @@ return redis.call('DEL', KEYS[1])
 """
 
 
+def _script_input(
+    tag: str, claims: Sequence[CounterClaim], now: float
+) -> tuple[list[str], list[Any]]:
+    """Keys and arguments of the check scripts: now, then amount, limit, width, buckets per
+    claim, scaled so Lua's doubles stay exact (amount rounded up, limit down)."""
+    keys: list[str] = []
+    args: list[Any] = [int(now)]
+    for claim in claims:
+        scale = scale_for(claim.limit)
+        keys.append(f"{tag}:{claim.key}:{claim.unit}")
+        amount = -(-claim.amount // scale)  # ceiling: never under-count
+        args += [amount, claim.limit // scale, _bucket_width(claim), BUCKETS]
+    return keys, args
+
+
+def _bucket_width(claim: CounterClaim) -> int:
+    return max(1, window_seconds(claim) // BUCKETS)
+
+
+def _refusal(claims: Sequence[CounterClaim], answer: Any, now: float) -> CounterRefusal | None:
+    index, total = int(answer[0]), answer[1]
+    if index == 0:
+        return None
+    claim = claims[index - 1]
+    width = _bucket_width(claim)
+    return CounterRefusal(
+        claim=claim,
+        already=int(total) * scale_for(claim.limit),
+        retry_after=float(width - (int(now) % width)),
+    )
+
+
 class Counters:
     """The counters of one gateway process, on a shared Redis (or Redis Cluster)."""
 
@@ -148,6 +202,7 @@ class Counters:
         self._reserve = redis.register_script(_RESERVE)
         self._refund = redis.register_script(_REFUND)
         self._commit = redis.register_script(_COMMIT)
+        self._peek = redis.register_script(_PEEK)
 
     async def reserve(
         self, reservation_id: str, claims: Sequence[CounterClaim], now: float
@@ -169,29 +224,30 @@ class Counters:
             raise CountersUnavailable(f"counters unavailable: {exc}") from exc
         return Reservation(reservation_id, tuple(done))
 
+    async def peek(self, claims: Sequence[CounterClaim], now: float) -> CounterRefusal | None:
+        """What ``reserve`` would refuse right now, without counting anything."""
+        groups: dict[str, list[CounterClaim]] = {}
+        for claim in claims:
+            groups.setdefault(group_of(claim), []).append(claim)
+        try:
+            for tag in sorted(groups):
+                keys, args = _script_input(tag, groups[tag], now)
+                refusal = _refusal(groups[tag], await self._peek(keys=keys, args=args), now)
+                if refusal is not None:
+                    return refusal
+        except RedisError as exc:
+            raise CountersUnavailable(f"counters unavailable: {exc}") from exc
+        return None
+
     async def _reserve_group(
         self, reservation_id: str, tag: str, claims: list[CounterClaim], now: float
     ) -> CounterRefusal | None:
-        keys: list[str] = []
-        args: list[Any] = [int(now), _RESERVATION_TTL]
-        scales = []
-        for claim in claims:
-            scale = scale_for(claim.limit)
-            scales.append(scale)
-            width = max(1, window_seconds(claim) // BUCKETS)
-            keys.append(f"{tag}:{claim.key}:{claim.unit}")
-            amount = -(-claim.amount // scale)  # ceiling: never under-count
-            args += [amount, claim.limit // scale, width, BUCKETS]
+        keys, args = _script_input(tag, claims, now)
         keys.append(f"{tag}:res:{reservation_id}")
-        index, total = await self._reserve(keys=keys, args=args)
-        if int(index) == 0:
-            return None
-        claim = claims[int(index) - 1]
-        width = max(1, window_seconds(claim) // BUCKETS)
-        return CounterRefusal(
-            claim=claim,
-            already=int(total) * scales[int(index) - 1],
-            retry_after=float(width - (int(now) % width)),
+        return _refusal(
+            claims,
+            await self._reserve(keys=keys, args=[*args[:1], _RESERVATION_TTL, *args[1:]]),
+            now,
         )
 
     async def _undo(self, reservation_id: str, tags: Sequence[str]) -> None:
