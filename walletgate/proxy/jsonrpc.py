@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import IntEnum
+from itertools import accumulate
 from typing import Any, TypeAlias
 
 #: A JSON-RPC id as parsed: fractional numbers arrive as Decimal, never float.
@@ -30,6 +31,9 @@ DEFAULT_MAX_BATCH = 100
 MAX_NUMBER_CHARS = 100
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 _REQUEST_MEMBERS = frozenset({"jsonrpc", "id", "method", "params"})
 
 
@@ -123,25 +127,33 @@ def _no_constant(text: str) -> Any:
     raise _Refused(f"{text} is not valid JSON")
 
 
-def _check_tree(root: Any, max_depth: int) -> None:
-    """Reject nesting deeper than ``max_depth`` and strings with lone surrogates.
+def _nesting_depth(text: str, max_depth: int) -> int:
+    """How deeply ``text`` nests arrays and objects (0 when plainly within ``max_depth``).
 
-    Iterative, so a hostile document cannot exhaust the Python stack here.
+    Measured before parsing because the C parser recurses: under a raised recursion
+    limit (py-evm raises it to 100000) a hostile ``[[[[...`` overflows the C stack and
+    kills the process instead of raising. Strings are removed first, so brackets inside
+    them do not count.
     """
-    stack: list[tuple[Any, int]] = [(root, 1)]
+    if text.count("[") + text.count("{") <= max_depth:
+        return 0
+    brackets = _NOT_A_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0)
+
+
+def _reject_lone_surrogates(root: Any) -> None:
+    """A ``\\ud800`` escape parses to a string no UTF-8 encoder (or backend) accepts."""
+    stack: list[Any] = [root]
     while stack:
-        node, depth = stack.pop()
+        node = stack.pop()
         if isinstance(node, str):
             if _LONE_SURROGATE.search(node):
                 raise _Refused("string contains an unpaired UTF-16 surrogate escape")
-        elif isinstance(node, dict | list):
-            if depth > max_depth:
-                raise _Refused(f"nesting deeper than {max_depth} levels")
-            if isinstance(node, dict):
-                stack.extend((key, depth) for key in node)
-                stack.extend((value, depth + 1) for value in node.values())
-            else:
-                stack.extend((value, depth + 1) for value in node)
+        elif isinstance(node, dict):
+            stack.extend(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
 
 
 def loads_strict(text: str | bytes, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
@@ -158,6 +170,10 @@ def loads_strict(text: str | bytes, *, max_depth: int = DEFAULT_MAX_DEPTH) -> An
             raise RequestError(
                 ErrorCode.PARSE_ERROR, f"body is not valid UTF-8 (byte {exc.start})"
             ) from None
+    if _nesting_depth(text, max_depth) > max_depth:
+        raise RequestError(
+            ErrorCode.PARSE_ERROR, f"invalid JSON: nesting deeper than {max_depth} levels"
+        )
     try:
         value = json.loads(
             text,
@@ -166,17 +182,13 @@ def loads_strict(text: str | bytes, *, max_depth: int = DEFAULT_MAX_DEPTH) -> An
             parse_float=_bounded_decimal,
             parse_constant=_no_constant,
         )
-        _check_tree(value, max_depth)
+        _reject_lone_surrogates(value)
     except _Refused as exc:
         raise RequestError(ErrorCode.PARSE_ERROR, f"invalid JSON: {exc}") from None
     except json.JSONDecodeError as exc:
         raise RequestError(
             ErrorCode.PARSE_ERROR,
             f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-        ) from None
-    except RecursionError:
-        raise RequestError(
-            ErrorCode.PARSE_ERROR, f"invalid JSON: nesting deeper than {max_depth} levels"
         ) from None
     return value
 

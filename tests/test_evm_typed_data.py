@@ -1,0 +1,302 @@
+"""Signing methods: EIP-2612, DAI and Permit2 permits are approvals; other typed data and
+plain messages are message signatures; the signer and the data must agree."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+
+from tests.support.evm_builders import (
+    ALICE,
+    BOB,
+    CHAIN_ID,
+    RECIPIENT,
+    SPENDER,
+    TOKEN,
+    address_of,
+    dai_permit,
+    mail,
+    permit,
+    permit2_batch,
+    permit2_single,
+    permit2_transfer,
+)
+from walletgate.intents import (
+    MAX_UINT256,
+    DecodeError,
+    MessageSignature,
+    MethodClass,
+    TokenApproval,
+)
+from walletgate.proxy.evm.decode import decode_call
+
+WALLET = address_of(ALICE)
+OTHER_TOKEN = "0x" + "71" * 20
+
+
+def sign_typed(
+    data: Any,
+    *,
+    method: str = "eth_signTypedData_v4",
+    signer: str = WALLET,
+    chain_id: int | None = CHAIN_ID,
+) -> Any:
+    return decode_call(method, [signer, data], chain_id=chain_id)
+
+
+def refusal(data: Any, **kwargs: Any) -> DecodeError:
+    with pytest.raises(DecodeError) as caught:
+        sign_typed(data, **kwargs)
+    return caught.value
+
+
+def approval(
+    amount: int, *, token: str = TOKEN, via: str = "permit", unlimited: bool = False
+) -> TokenApproval:
+    return TokenApproval(CHAIN_ID, WALLET, token, SPENDER, amount, unlimited=unlimited, via=via)
+
+
+def test_fixtures_are_real_signable_typed_data() -> None:
+    for document in (
+        permit(WALLET, 5),
+        dai_permit(WALLET, True),
+        permit2_single(TOKEN, 5),
+        permit2_batch([(TOKEN, 1)]),
+        permit2_transfer([(TOKEN, 1)], batch=True, witness=True),
+    ):
+        signed = Account.sign_typed_data(ALICE.key, full_message=document)
+        recovered = Account.recover_message(
+            encode_typed_data(full_message=document), signature=signed.signature
+        )
+        assert recovered.lower() == WALLET
+
+
+@pytest.mark.parametrize(
+    "method", ["eth_signTypedData", "eth_signTypedData_v3", "eth_signTypedData_v4"]
+)
+def test_eip2612_permit_is_an_approval(method: str) -> None:
+    decoded = sign_typed(permit(WALLET, 500), method=method)
+    assert decoded.method_class is MethodClass.SIGNING
+    assert (decoded.wallet, decoded.chain_id) == (WALLET, CHAIN_ID)
+    assert decoded.intents == (approval(500),)
+
+
+@pytest.mark.parametrize("value", [500, "500", "0x1f4", "0x01f4"])
+def test_permit_value_forms_agree(value: Any) -> None:
+    assert sign_typed(permit(WALLET, value)).intents == (approval(500),)
+
+
+def test_permit_given_as_a_json_string_is_the_same() -> None:
+    document = permit(WALLET, MAX_UINT256)
+    assert (
+        sign_typed(json.dumps(document)).intents
+        == sign_typed(document).intents
+        == (approval(MAX_UINT256, unlimited=True),)
+    )
+
+
+def test_permit_without_a_domain_chain_binds_the_backend_chain() -> None:
+    decoded = sign_typed(permit(WALLET, 1, chain_id=None))
+    assert decoded.chain_id is None
+    assert decoded.intents == (approval(1),)
+    assert (
+        refusal(permit(WALLET, 1, chain_id=None), chain_id=None).where == "params[1].domain.chainId"
+    )
+
+
+def test_permit_owner_must_be_the_signer() -> None:
+    error = refusal(permit(address_of(BOB), 1))
+    assert error.where == "params[1].message.owner"
+    assert "is not the signing address" in error.message
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (lambda d: d["message"].update(value="1_000"), "params[1].message.value"),
+        (lambda d: d["message"].update(value=" 5"), "params[1].message.value"),
+        (lambda d: d["message"].update(value=-1), "params[1]"),
+        (lambda d: d["message"].update(value=2**256), "params[1]"),
+        (lambda d: d["message"].update(spender="0x12"), "params[1]"),
+        (
+            lambda d: d["domain"].pop("verifyingContract") and d["types"]["EIP712Domain"].pop(),
+            "params[1].domain.verifyingContract",
+        ),
+        (lambda d: d.update(primaryType="Nope"), "params[1].primaryType"),
+        (lambda d: d.pop("message"), "params[1]"),
+        (lambda d: d.update(extra=1), "params[1]"),
+        (lambda d: d["types"]["Permit"].append({"name": "x"}), "params[1].types.Permit[5]"),
+        (lambda d: d["types"]["Permit"].append({"name": "x", "type": "Undefined"}), "params[1]"),
+        (lambda d: d.update(types=[]), "params[1].types"),
+        (lambda d: d.update(domain="x"), "params[1].domain"),
+    ],
+)
+def test_malformed_typed_data_is_refused(change: Any, where: str) -> None:
+    document = permit(WALLET, 5)
+    change(document)
+    assert refusal(document).where == where
+
+
+def test_typed_data_strings_are_parsed_strictly() -> None:
+    text = json.dumps(permit(WALLET, 5)).replace('"value": 5', '"value": 5, "value": 6')
+    error = refusal(text)
+    assert error.where == "params[1]"
+    assert "duplicate object key 'value'" in error.message
+    assert "typed data must be" in refusal(7).message
+    assert "invalid JSON" in refusal("{not json").message
+
+
+@pytest.mark.parametrize(
+    ("allowed", "amount", "unlimited"), [(True, MAX_UINT256, True), (False, 0, False)]
+)
+def test_dai_permit(allowed: bool, amount: int, unlimited: bool) -> None:
+    assert sign_typed(dai_permit(WALLET, allowed)).intents == (
+        approval(amount, unlimited=unlimited),
+    )
+
+
+def test_dai_permit_needs_a_real_boolean_and_the_signer_as_holder() -> None:
+    assert refusal(dai_permit(WALLET, "true")).where == "params[1].message.allowed"
+    assert refusal(dai_permit(address_of(BOB), True)).where == "params[1].message.holder"
+
+
+def test_permit2_single() -> None:
+    decoded = sign_typed(permit2_single(TOKEN, 2**160 - 1))
+    assert decoded.intents == (approval(2**160 - 1, via="permit2", unlimited=True),)
+
+
+def test_permit2_batch_is_one_approval_per_token() -> None:
+    decoded = sign_typed(permit2_batch([(TOKEN, 10), (OTHER_TOKEN, 20)]))
+    assert decoded.intents == (
+        approval(10, via="permit2"),
+        approval(20, token=OTHER_TOKEN, via="permit2"),
+    )
+
+
+@pytest.mark.parametrize("witness", [False, True])
+@pytest.mark.parametrize("batch", [False, True])
+def test_permit2_signature_transfers(batch: bool, witness: bool) -> None:
+    tokens = [(TOKEN, 3), (OTHER_TOKEN, 4)] if batch else [(TOKEN, 3)]
+    decoded = sign_typed(permit2_transfer(tokens, batch=batch, witness=witness))
+    expected = [approval(3, via="permit2"), approval(4, token=OTHER_TOKEN, via="permit2")]
+    assert decoded.intents == tuple(expected[: len(tokens)])
+
+
+def test_permit2_amount_must_fit_uint160() -> None:
+    document = permit2_single(TOKEN, 1)
+    document["message"]["details"]["amount"] = 2**160
+    assert refusal(document).where == "params[1]"  # eth-account already refuses to encode it
+
+
+def test_permit2_errors_name_the_entry() -> None:
+    # eth-account would read "1_000" as 1000; walletgate refuses to guess.
+    document = permit2_batch([(TOKEN, 1), (OTHER_TOKEN, 2)])
+    document["message"]["details"][1]["amount"] = "1_000"
+    assert refusal(document).where == "params[1].message.details[1].amount"
+
+
+def test_permit2_layouts_elsewhere_are_plain_signatures() -> None:
+    other = "0x" + "99" * 20
+    decoded = sign_typed(permit2_single(TOKEN, 5, contract=other))
+    assert decoded.intents == (
+        MessageSignature(WALLET, "eth_signTypedData_v4", "PermitSingle", other, CHAIN_ID),
+    )
+
+
+def test_non_canonical_permit_layouts_are_plain_signatures() -> None:
+    document = permit(WALLET, 5)
+    document["types"]["Permit"][2]["name"] = "amount"
+    document["message"]["amount"] = document["message"].pop("value")
+    decoded = sign_typed(document)
+    assert decoded.intents == (
+        MessageSignature(WALLET, "eth_signTypedData_v4", "Permit", TOKEN, CHAIN_ID),
+    )
+
+
+def test_other_typed_data_is_a_message_signature() -> None:
+    decoded = sign_typed(mail(), method="eth_signTypedData_v3")
+    assert decoded.chain_id == CHAIN_ID
+    assert decoded.intents == (
+        MessageSignature(WALLET, "eth_signTypedData_v3", "Mail", "0x" + "cc" * 20, CHAIN_ID),
+    )
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [str(ALICE.address), WALLET, "0x" + WALLET[2:].upper()],
+    ids=["checksum", "lower", "upper"],
+)
+def test_address_case_does_not_change_intents(spelling: str) -> None:
+    decoded = decode_call(
+        "eth_signTypedData_v4", [spelling, permit(spelling, 5)], chain_id=CHAIN_ID
+    )
+    assert decoded.wallet == WALLET
+    assert decoded.intents == (approval(5),)
+
+
+def test_typed_data_param_shapes() -> None:
+    with pytest.raises(DecodeError, match="takes 2 parameters"):
+        decode_call("eth_signTypedData_v4", [WALLET])
+    with pytest.raises(DecodeError) as caught:
+        decode_call("eth_signTypedData_v4", [permit(WALLET, 1), WALLET])
+    assert caught.value.where == "params[0]"
+
+
+def test_legacy_typed_data_is_a_message_signature() -> None:
+    values = [{"type": "string", "name": "greeting", "value": "hi"}]
+    for method, params in (
+        ("eth_signTypedData_v1", [values, ALICE.address]),
+        ("eth_signTypedData", [values, WALLET]),
+        ("eth_signTypedData", [WALLET, values]),
+    ):
+        decoded = decode_call(method, params)
+        assert decoded.intents == (MessageSignature(WALLET, method),)
+    with pytest.raises(DecodeError, match="needs \\[values, address\\]"):
+        decode_call("eth_signTypedData_v1", [WALLET, permit(WALLET, 1)])
+    with pytest.raises(DecodeError) as caught:
+        decode_call("eth_signTypedData_v1", [[{"type": "string", "name": "x"}], WALLET])
+    assert caught.value.where == "params[0][0]"
+
+
+def test_eth_sign() -> None:
+    decoded = decode_call("eth_sign", [ALICE.address, "0xdeadbeef"])
+    assert decoded.method_class is MethodClass.SIGNING
+    assert decoded.intents == (MessageSignature(WALLET, "eth_sign"),)
+    with pytest.raises(DecodeError) as caught:
+        decode_call("eth_sign", [WALLET, "hello"])
+    assert caught.value.where == "params[1]"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        ["0x68656c6c6f", WALLET],
+        ["hello", ALICE.address],
+        [WALLET, "hello"],
+        [ALICE.address.upper(), "0x00"],
+    ],
+)
+def test_personal_sign_in_either_unambiguous_order(params: list[str]) -> None:
+    decoded = decode_call("personal_sign", [p.replace("0X", "0x") for p in params])
+    assert decoded.wallet == WALLET
+    assert decoded.intents == (MessageSignature(WALLET, "personal_sign"),)
+
+
+@pytest.mark.parametrize(
+    ("params", "where", "fragment"),
+    [
+        ([RECIPIENT, WALLET], "params", "ambiguous"),
+        (["hello", "world"], "params[1]", "no address"),
+        ([5, WALLET], "params[0]", "message must be a string"),
+        ([WALLET], "params", "takes 2 parameters"),
+    ],
+)
+def test_personal_sign_refusals(params: list[Any], where: str, fragment: str) -> None:
+    with pytest.raises(DecodeError) as caught:
+        decode_call("personal_sign", params)
+    assert caught.value.where == where
+    assert fragment in caught.value.message
