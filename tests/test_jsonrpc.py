@@ -187,6 +187,9 @@ def test_nesting_limit_is_exact() -> None:
     assert sys.getrecursionlimit() >= 100_000
     assert "nesting deeper than" in _whole_body_error(nested(200_000))["message"]
     assert "nesting deeper than" in _whole_body_error(b'{"a":' * 200_000)["message"]
+    # An unterminated string full of escaped quotes is measured in one pass.
+    hostile = b"[" * 70 + b'"' + b'\\"' * 300_000
+    assert "nesting deeper than" in _whole_body_error(hostile)["message"]
 
 
 def test_brackets_inside_strings_do_not_count_as_nesting() -> None:

@@ -31,7 +31,9 @@ DEFAULT_MAX_BATCH = 100
 MAX_NUMBER_CHARS = 100
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+# The closing quote is optional so that an unterminated string is consumed once, to the
+# end, instead of being retried from every later quote (quadratic on hostile input).
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?')
 _NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
 _BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 _REQUEST_MEMBERS = frozenset({"jsonrpc", "id", "method", "params"})
