@@ -300,3 +300,19 @@ def test_personal_sign_refusals(params: list[Any], where: str, fragment: str) ->
         decode_call("personal_sign", params)
     assert caught.value.where == where
     assert fragment in caught.value.message
+
+
+def test_typed_data_size_is_bounded() -> None:
+    many_types = permit(WALLET, 5)
+    unused = [{"name": "a", "type": "uint256"}]
+    many_types["types"].update({f"Unused{n}": unused for n in range(64)})
+    error = refusal(many_types)
+    assert (error.where, error.message) == (
+        "params[1].types",
+        "typed data declares 66 types; the limit is 64",
+    )
+    big_batch = permit2_batch([(TOKEN, n) for n in range(512)])
+    error = refusal(big_batch)
+    assert error.where == "params[1].message"
+    assert "513 objects; the limit is 512" in error.message
+    assert len(sign_typed(permit2_batch([(TOKEN, n) for n in range(511)])).intents) == 511

@@ -96,6 +96,11 @@ _PERMIT2_LAYOUTS["PermitBatchWitnessTransferFrom"] = _PERMIT2_LAYOUTS["PermitBat
 _PERMIT2_STRUCTS = {"PermitDetails": _PERMIT_DETAILS, "TokenPermissions": _TOKEN_PERMISSIONS}
 
 _DOCUMENT_KEYS = frozenset({"types", "primaryType", "domain", "message"})
+#: eth-account re-derives a type's encoding for every struct value it hashes, so its cost
+#: grows as struct values x types: without bounds a 600 kB request buys seconds of CPU.
+#: Real permits and orders stay far below these (a 100-token Permit2 batch: 101 x 3).
+MAX_TYPES = 64
+MAX_STRUCT_VALUES = 512
 #: What eth-account raises for data it cannot encode.
 _ENCODING_ERRORS = (
     ValueError,
@@ -106,6 +111,7 @@ _ENCODING_ERRORS = (
     OverflowError,
     EncodingError,
     ValidationError,
+    RecursionError,
 )
 
 
@@ -142,6 +148,27 @@ def _read_types(value: object, where: str) -> dict[str, tuple[Field, ...]]:
     return types
 
 
+def _check_size(types: dict[str, tuple[Field, ...]], message: dict[str, Any], where: str) -> None:
+    if len(types) > MAX_TYPES:
+        raise DecodeError(
+            f"typed data declares {len(types)} types; the limit is {MAX_TYPES}",
+            where=f"{where}.types",
+        )
+    objects, stack = 0, [message]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            objects += 1
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    if objects > MAX_STRUCT_VALUES:
+        raise DecodeError(
+            f"typed data message holds {objects} objects; the limit is {MAX_STRUCT_VALUES}",
+            where=f"{where}.message",
+        )
+
+
 def parse_typed_data(value: object, where: str) -> TypedData:
     """Read typed data given as an object or a JSON string (parsed strictly: duplicate
     keys are refused) and check that eth-account can encode it."""
@@ -165,6 +192,7 @@ def parse_typed_data(value: object, where: str) -> TypedData:
     for key in ("domain", "message"):
         if not isinstance(value[key], dict):
             raise DecodeError(f"{key} must be an object", where=f"{where}.{key}")
+    _check_size(types, value["message"], where)
     try:
         encode_typed_data(full_message=value)
     except _ENCODING_ERRORS as exc:
