@@ -313,3 +313,9 @@ def test_bad_authorizations_are_refused(change: Any, fragment: str) -> None:
 def test_param_shapes(params: Any) -> None:
     with pytest.raises(DecodeError, match="eth_sendRawTransaction takes"):
         decode_call("eth_sendRawTransaction", params)
+
+
+def test_authorization_count_is_bounded() -> None:
+    assert len(raw(sign_raw(set_code_tx(*[BOB.key] * 32))).intents) == 33
+    error = refusal(sign_raw(set_code_tx(*[BOB.key] * 33)))
+    assert error.message == "33 authorizations; the limit is 32"

@@ -345,6 +345,8 @@ def test_authorizations_need_a_set_code_transaction_with_a_recipient() -> None:
     assert (
         refusal({"to": RECIPIENT, "authorizationList": []}).where == "params[0].authorizationList"
     )
+    too_many = {"to": RECIPIENT, "authorizationList": [authorization] * 33}
+    assert refusal(too_many).message == "33 authorizations; the limit is 32"
 
 
 def _send_calls(request: dict[str, Any]) -> Any:

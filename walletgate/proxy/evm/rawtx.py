@@ -27,6 +27,7 @@ from walletgate.proxy.evm.context import CallContext
 from walletgate.proxy.evm.hexvalues import read_data
 from walletgate.proxy.evm.signatures import (
     RECOVERY_ERRORS,
+    check_authorization_count,
     check_signature_values,
     recover_authority,
 )
@@ -253,8 +254,8 @@ def parse_raw_transaction(raw: bytes, where: str) -> RawTransaction:
     if tx_type in (3, 4) and to is None:
         raise DecodeError(f"a type-{tx_type} transaction cannot create a contract", where=where)
     authorizations = tuple(fields.get("authorizationList", ()))
-    if tx_type == 4 and not authorizations:
-        raise DecodeError("a set-code transaction needs at least one authorization", where=where)
+    if tx_type == 4:
+        check_authorization_count(len(authorizations), where)
     for index, entry in enumerate(authorizations):
         _check_authorization(entry, f"{where}.authorizationList[{index}]")
     return RawTransaction(

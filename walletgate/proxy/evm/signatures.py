@@ -15,6 +15,10 @@ from eth_utils import ValidationError
 
 from walletgate.intents import DecodeError
 
+#: Each EIP-7702 authorization costs a signature recovery; real transactions carry one
+#: or a few, so a request with more is refused rather than allowed to buy CPU time.
+MAX_AUTHORIZATIONS = 32
+
 #: What eth-keys / eth-account raise for a signature they cannot use.
 RECOVERY_ERRORS = (BadSignature, ValidationError, ValueError, TypeError)
 
@@ -33,6 +37,14 @@ def check_signature_values(y_parity: int, r: int, s: int, where: str) -> None:
             "signature s is in the upper half of the curve order (malleable, EIP-2)",
             where=where,
         )
+
+
+def check_authorization_count(count: int, where: str) -> None:
+    """Refuse an empty authorization list (EIP-7702) or one above the limit."""
+    if count == 0:
+        raise DecodeError("a set-code transaction needs at least one authorization", where=where)
+    if count > MAX_AUTHORIZATIONS:
+        raise DecodeError(f"{count} authorizations; the limit is {MAX_AUTHORIZATIONS}", where=where)
 
 
 def recover_authority(

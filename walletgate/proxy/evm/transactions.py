@@ -14,7 +14,7 @@ from walletgate.intents import DecodedRequest, DecodeError, Delegation, Intent
 from walletgate.proxy.evm.calls import call_intents
 from walletgate.proxy.evm.context import CallContext
 from walletgate.proxy.evm.hexvalues import read_address, read_data, read_quantity
-from walletgate.proxy.evm.signatures import recover_authority
+from walletgate.proxy.evm.signatures import check_authorization_count, recover_authority
 
 #: Quantity fields and their width in bits.
 _QUANTITIES = {
@@ -187,8 +187,9 @@ def decode_transaction_object(context: CallContext, params: object) -> DecodedRe
     )
     if "authorizationList" in tx:
         authorizations = tx["authorizationList"]
-        if not isinstance(authorizations, list) or not authorizations:
-            raise DecodeError("must be a non-empty array", where=f"{where}.authorizationList")
+        if not isinstance(authorizations, list):
+            raise DecodeError("must be an array", where=f"{where}.authorizationList")
+        check_authorization_count(len(authorizations), f"{where}.authorizationList")
         intents.extend(
             _read_authorization(entry, f"{where}.authorizationList[{index}]", chain_id=chain_id)
             for index, entry in enumerate(authorizations)
