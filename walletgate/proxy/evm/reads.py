@@ -20,7 +20,7 @@ def balance_query(params: object) -> tuple[str, str] | None:
     tag = params[1] if len(params) == 2 else "latest"
     try:
         address = read_address(params[0], "params[0]")
-        if tag not in _BLOCK_TAGS:
+        if not (isinstance(tag, str) and tag in _BLOCK_TAGS):
             tag = hex(read_quantity(tag, "params[1]", bits=64))
     except DecodeError:
         return None
