@@ -34,6 +34,7 @@ from walletgate.intents import (
 from walletgate.proxy.evm.calls import create_address
 from walletgate.proxy.evm.decode import decode_call
 from walletgate.proxy.evm.methods import SIGNING_METHODS, SPENDING_METHODS
+from walletgate.proxy.evm.reads import balance_query
 
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -142,6 +143,14 @@ def test_random_json_params(method: str, params: Any) -> None:
     _decode_or_refuse(method, params)
     _decode_or_refuse(method, [params])
     _decode_or_refuse(method, [address_of(ALICE), params])
+
+
+@PROPERTY
+@given(_json_params)
+def test_balance_query_never_raises(params: Any) -> None:
+    for candidate in (params, [params], [address_of(ALICE), params]):
+        query = balance_query(candidate)
+        assert query is None or query[0] == query[0].lower()
 
 
 def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
