@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from walletgate.intents import DecodedRequest, DecodeError, MethodClass
@@ -45,6 +44,7 @@ from walletgate.storage.counters import (
     Reservation,
     claims_to_json,
 )
+from walletgate.storage.redis_client import RedisClient
 from walletgate.storage.redis_guard import CacheUnavailable
 
 _log = logging.getLogger(__name__)
@@ -61,13 +61,27 @@ class Caller:
     token_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class _AllowedSpend:
+    """A spend the policies allow, on its way through reservation and forwarding."""
+
+    tx_id: uuid.UUID
+    now: datetime
+    method: str
+    request_json: dict[str, Any]
+    decoded: DecodedRequest
+    decision: Decision
+    wallet: Wallet | None
+    started: float
+
+
 @dataclass
 class Gateway:
     """The per-process dependencies of the request path."""
 
     counters: Counters
     audit: AuditWriter
-    redis: aioredis.Redis
+    redis: RedisClient
     metrics: Metrics
     balance_ttl: int
     reads_fail_open: bool
@@ -261,41 +275,85 @@ class CallHandler:
             )
             self._count(decision)
             return _refusal(call_id, decision, tx_id if logged else None)
+        # From the reservation on, a disconnecting client cannot stop the request half
+        # way: it is reserved, logged, forwarded and settled exactly once, or refused.
+        spend = _AllowedSpend(tx_id, now, method, request_json, decoded, decision, wallet, started)
+        return await asyncio.shield(asyncio.ensure_future(self._reserve_and_forward(spend)))
+
+    async def _reserve_and_forward(self, spend: _AllowedSpend) -> Response:
+        call_id = spend.request_json["id"]
+        decision = spend.decision
         try:
-            reserved = await self._gw.counters.reserve(str(tx_id), decision.claims, now.timestamp())
+            reserved = await self._gw.counters.reserve(
+                str(spend.tx_id), decision.claims, spend.now.timestamp()
+            )
         except CountersUnavailable as exc:
-            _log.warning("refusing %s: %s", method, exc)
-            decision = _unavailable("counters unavailable")
-            await self._log_refusal(
-                tx_id, now, method, request_json, decoded, decision, started, wallet
-            )
-            self._count(decision)
-            return _refusal(call_id, decision, tx_id)
+            _log.warning("refusing %s: %s", spend.method, exc)
+            return await self._refuse_spend(spend, _unavailable("counters unavailable"))
         if isinstance(reserved, CounterRefusal):
-            decision = counter_refusal_decision(decision, reserved)
-            await self._log_refusal(
-                tx_id, now, method, request_json, decoded, decision, started, wallet
-            )
-            self._count(decision)
-            return _refusal(call_id, decision, tx_id, retry_after=reserved.retry_after)
+            refused = counter_refusal_decision(decision, reserved)
+            return await self._refuse_spend(spend, refused, retry_after=reserved.retry_after)
         record = self._record(
-            tx_id, now, method, request_json, decoded, decision, "pending", wallet, started
+            spend.tx_id,
+            spend.now,
+            spend.method,
+            spend.request_json,
+            spend.decoded,
+            decision,
+            "pending",
+            spend.wallet,
+            spend.started,
         )
         try:
             await self._gw.audit.insert(record)
         except AuditUnavailable as exc:
-            _log.warning("refusing %s: %s", method, exc)
+            _log.warning("refusing %s: %s", spend.method, exc)
             await self._settle_quietly(reserved, refund=True)
             decision = _unavailable("audit log unavailable")
             self._count(decision)
             return _refusal(call_id, decision, None)
+        if not await self._still_reserved(reserved):
+            # Redis lost the reservation after it was made: a counter rebuilt before the
+            # row above was written may not count it, so it must not be sent.
+            await self._settle_quietly(reserved, refund=True)
+            self._gw.audit.update(
+                AuditOutcome(
+                    spend.tx_id,
+                    "refunded",
+                    self._gw.clock(),
+                    backend_error={"message": "not forwarded: the counters were lost"},
+                )
+            )
+            decision = _unavailable("the counters were lost while deciding")
+            self._count(decision)
+            return _refusal(call_id, decision, spend.tx_id)
         self._count(decision)
-        # Forward and settle as one unit that a disconnecting client cannot cancel: the
-        # reservation must be settled exactly once whatever happens to the caller.
-        task = asyncio.ensure_future(
-            self._forward_and_settle(tx_id, request_json, reserved, decoded, started)
+        return await self._forward_and_settle(
+            spend.tx_id, spend.request_json, reserved, spend.decoded, spend.started
         )
-        return await asyncio.shield(task)
+
+    async def _still_reserved(self, reserved: Reservation) -> bool:
+        try:
+            return await self._gw.counters.confirm(reserved)
+        except CountersUnavailable as exc:
+            _log.warning("cannot confirm reservation %s: %s", reserved.id, exc)
+            return False
+
+    async def _refuse_spend(
+        self, spend: _AllowedSpend, decision: Decision, **extra: Any
+    ) -> Response:
+        await self._log_refusal(
+            spend.tx_id,
+            spend.now,
+            spend.method,
+            spend.request_json,
+            spend.decoded,
+            decision,
+            spend.started,
+            spend.wallet,
+        )
+        self._count(decision)
+        return _refusal(spend.request_json["id"], decision, spend.tx_id, **extra)
 
     async def _forward_and_settle(
         self,
@@ -341,6 +399,7 @@ class CallHandler:
                     tx_id,
                     "unknown",
                     settled,
+                    tx_hash=decoded.tx_hash,
                     backend_error={"message": reply.detail},
                     timings=timings,
                 )
@@ -367,9 +426,9 @@ class CallHandler:
                 await self._gw.counters.refund(reserved)
             else:
                 await self._gw.counters.commit(reserved)
-        except RedisError as exc:
-            # A refund that did not happen over-counts (the safe side); the reservation
-            # record expires and a rebuild from PostgreSQL corrects it.
+        except CountersUnavailable as exc:
+            # A refund that did not happen over-counts (the safe side) until the window
+            # passes; a commit that did not happen leaves a record that expires.
             _log.warning("could not settle reservation %s: %s", reserved.id, exc)
 
     # -- audit helpers -------------------------------------------------------------------

@@ -23,6 +23,7 @@ from walletgate.proxy.pipeline import Gateway
 from walletgate.storage.audit import AuditWriter
 from walletgate.storage.cache import StateCache
 from walletgate.storage.counters import Counters
+from walletgate.storage.rebuild import PostgresClaimHistory
 from walletgate.storage.runtime import Stores, open_stores
 
 _log = logging.getLogger("walletgate")
@@ -61,7 +62,7 @@ async def gateway_app(settings: Settings, stores: Stores) -> AsyncIterator[web.A
             await client.check_chain_id()
         await audit.start()
         gateway = Gateway(
-            counters=Counters(stores.redis),
+            counters=Counters(stores.redis, PostgresClaimHistory(stores.pool)),
             audit=audit,
             redis=stores.redis,
             metrics=new_metrics(),

@@ -26,6 +26,7 @@ from walletgate.proxy.jsonrpc import Call, parse_body
 from walletgate.proxy.pipeline import counter_refusal_decision
 from walletgate.storage.cache import StateCache
 from walletgate.storage.counters import CounterRefusal, Counters
+from walletgate.storage.rebuild import PostgresClaimHistory
 from walletgate.storage.runtime import open_stores
 
 
@@ -73,7 +74,7 @@ async def simulate_calls(
         if agent not in policies.agents:
             raise SettingsError(f"unknown agent {agent!r}")
         chain_id = _chain_for(agent, policies, settings.chain_id)
-        counters = Counters(stores.redis)
+        counters = Counters(stores.redis, PostgresClaimHistory(stores.pool))
         for call in calls:
             decision, _decoded = _decide_offline(call, agent, chain_id, policies, now)
             if decision.outcome is Outcome.ALLOW and decision.claims:

@@ -7,9 +7,8 @@ spend drop every cached tag of that wallet with a single DEL.
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
-
 from walletgate.storage.cache_keys import balance_key
+from walletgate.storage.redis_client import RedisClient
 from walletgate.storage.redis_guard import redis_errors
 
 
@@ -19,7 +18,7 @@ def _field(block_tag: str) -> str:
 
 
 async def get_balance(
-    redis: aioredis.Redis, chain_id: int, address: str, block_tag: str
+    redis: RedisClient, chain_id: int, address: str, block_tag: str
 ) -> str | None:
     """The cached answer for this wallet and block tag, or ``None`` on a miss.
 
@@ -35,7 +34,7 @@ async def get_balance(
 
 
 async def put_balance(
-    redis: aioredis.Redis, chain_id: int, address: str, block_tag: str, balance: str, ttl: int
+    redis: RedisClient, chain_id: int, address: str, block_tag: str, balance: str, ttl: int
 ) -> None:
     """Cache the backend's answer for ``ttl`` seconds at most.
 
@@ -50,7 +49,7 @@ async def put_balance(
             await pipe.execute()
 
 
-async def drop_balances(redis: aioredis.Redis, chain_id: int, address: str) -> None:
+async def drop_balances(redis: RedisClient, chain_id: int, address: str) -> None:
     """Forget every cached balance of this wallet (a spend from it was forwarded)."""
     key = balance_key(chain_id, address)
     with redis_errors("dropping the balance cache"):

@@ -32,7 +32,6 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from walletgate.config.documents import compile_document
@@ -55,6 +54,7 @@ from walletgate.storage.cache_keys import (
     token_key,
 )
 from walletgate.storage.policy_repo import load_document, load_policy_versions
+from walletgate.storage.redis_client import RedisClient
 from walletgate.storage.redis_guard import CacheUnavailable, redis_errors
 from walletgate.storage.state import current_state_version
 from walletgate.storage.tokens import (
@@ -132,7 +132,7 @@ async def _load_state(pool: asyncpg.Pool, loader: DocumentLoader) -> StateEntry:
     return StateEntry(version, document, policy_versions)
 
 
-async def _store_state(redis: aioredis.Redis, state: StateEntry, ttl: int) -> int:
+async def _store_state(redis: RedisClient, state: StateEntry, ttl: int) -> int:
     """Write ``state`` to Redis unless it holds a newer one; return the version it holds."""
     payload = encode_state(state)
     script = redis.register_script(_STORE_STATE_LUA)  # EVALSHA, reloading on NOSCRIPT
@@ -144,7 +144,7 @@ async def _store_state(redis: aioredis.Redis, state: StateEntry, ttl: int) -> in
 
 
 async def publish_state(
-    redis: aioredis.Redis,
+    redis: RedisClient,
     pool: asyncpg.Pool,
     *,
     ttl: int = Settings.policy_cache_ttl,
@@ -176,7 +176,7 @@ class StateCache:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         pool: asyncpg.Pool,
         settings: Settings,
         *,

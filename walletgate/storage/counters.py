@@ -1,272 +1,355 @@
 """Spend and rate counters in Redis, under the reservation protocol of SPEC §5.
 
-1. ``reserve``: one Lua script per hash-tag group checks every claim of the request and
-   adds the amounts, or adds nothing and says which claim failed;
-2. the caller forwards the request;
-3. ``settle``: commit (keep the amounts), refund (take them back), or keep as unknown.
+1. ``reserve``: one atomic Lua script per hash-tag group checks every claim of the
+   request and adds the amounts, or adds nothing and says which claim did not fit;
+2. ``confirm``, once the audit row is durable: the reservation is still in Redis (it
+   was not lost with a flush or restart in between), so it is safe to forward;
+3. the caller forwards the request, then settles exactly once: ``commit`` (the amounts
+   stay), ``refund`` (take them back) or nothing (unknown outcome: they keep counting
+   until ``walletgate reconcile`` commits or refunds them).
 
-Rolling windows are kept as buckets of ``window / BUCKETS`` seconds. A check sums every
-bucket that overlaps the window, including the whole of the oldest, partly expired one:
-that can only over-count, so the check is never looser than the policy (docs/policies.md).
-
-Lua numbers are doubles, exact only to 2**53, and wei amounts are far larger. Each claim
-is therefore scaled: amounts are divided by ``scale`` rounding up, limits rounding down,
-with ``scale`` chosen so that the scaled limit stays below 2**50. The rounding is again on
-the strict side: at most one scaled unit per spend.
+Windows are bucketed by :mod:`walletgate.storage.windows`; checks are never looser
+than the policy. Lua numbers are doubles, exact only to 2**53, and wei amounts are
+far larger, so each counter is kept in units of a power of ten, ``scale``, chosen so its
+limit stays below 2**50: amounts are rounded up to whole units, the limit down. Both
+the window and the scale are part of the counter's key, so a policy change that alters
+either starts a fresh counter, rebuilt from PostgreSQL.
 
 Keys carry a hash tag per scope entity (``{wg:c:wallet:ID}``), so every key one script
-touches lives in one Redis Cluster slot. A request whose claims span several scopes is
-reserved group by group in a fixed (sorted) order, and the groups already reserved are
-refunded when a later one fails, so no interleaving of requests can overspend.
+touches lives in one Redis Cluster slot. A request whose claims span several entities
+is reserved group by group in a fixed (sorted) order, and the groups already reserved
+are refunded when a later one refuses, so no interleaving can overspend; it can only
+refuse a request that would have fitted a moment later.
+
+A counter missing from Redis is rebuilt from the audit log (:mod:`.rebuild`) before the
+reservation is retried; the script tells "missing" from "zero" by a marker field.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+import asyncpg
+from redis.commands.core import AsyncScript
 
+from walletgate.policies.claims import REQUESTS
 from walletgate.policies.decision import CounterClaim
+from walletgate.storage import counter_scripts
+from walletgate.storage.rebuild import ClaimHistory, rebuilt_counter, scaled_up
+from walletgate.storage.redis_client import REDIS_ERRORS, RedisClient
+from walletgate.storage.windows import WindowError, WindowShape, bucketing, retry_after
 
-BUCKETS = 60
+_log = logging.getLogger(__name__)
+
 _SCALED_LIMIT_MAX = 1 << 50
-_RESERVATION_TTL = 7 * 86400
+#: Reservation records outlive their longest window by this much (seconds).
+_RECORD_MARGIN = 3600
+#: How often one reservation may find a counter missing and rebuild it.
+_REBUILD_ATTEMPTS = 3
+
+# What reading the audit log for a rebuild may raise (ValueError: a malformed row).
+_HISTORY_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    TimeoutError,
+    ValueError,
+)
 
 
 class CountersUnavailable(RuntimeError):
-    """Redis could not be reached or answered in time: spends must fail closed."""
+    """Redis (or, to rebuild a counter, PostgreSQL) failed: spends must fail closed."""
+
+
+# Anything that stops a check: Redis, a rebuild, or a window that cannot be bucketed.
+_CHECK_ERRORS: tuple[type[Exception], ...] = (*REDIS_ERRORS, CountersUnavailable, WindowError)
 
 
 @dataclass(frozen=True, slots=True)
 class CounterRefusal:
-    """The claim that did not fit: what was already counted and what was asked."""
+    """The claim that did not fit: what was already counted and when it would fit."""
 
     claim: CounterClaim
-    already: int  # in the claim's units (approximate to one scale step, on the strict side)
+    already: int  # in the claim's units, over-counted by less than one scale step per spend
     retry_after: float | None
 
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """Amounts added for one request, to be settled exactly once."""
+    """Amounts added for one request, to be settled exactly once.
+
+    ``groups`` are the hash tags reserved, in order, each with the number of counters
+    its record must name for the reservation to be intact.
+    """
 
     id: str
-    groups: tuple[str, ...]  # hash tags reserved, in order
+    groups: tuple[tuple[str, int], ...]
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return tuple(tag for tag, _ in self.groups)
 
 
-def scale_for(limit: int) -> int:
-    """A power of ten that brings ``limit`` under 2**50 (1 for ordinary limits)."""
-    scale = 1
-    while limit // scale >= _SCALED_LIMIT_MAX:
-        scale *= 10
-    return scale
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """Where a claim is counted: its Redis key, window shape and scale."""
+
+    claim: CounterClaim
+    shape: WindowShape
+    exponent: int  # the counter holds amounts in units of 10**exponent
+
+    @property
+    def scale(self) -> int:
+        scale: int = 10**self.exponent
+        return scale
+
+    @property
+    def group(self) -> str:
+        return group_of(self.claim)
+
+    @property
+    def key(self) -> str:
+        return f"{self.group}:{self.claim.key}:{self.shape.name}:e{self.exponent}"
+
+    @property
+    def amount(self) -> int:
+        """The claim's amount in counter units, rounded up."""
+        return scaled_up(self.claim.amount, self.scale)
+
+    @property
+    def limit(self) -> int:
+        """The claim's limit in counter units, rounded down."""
+        return self.claim.limit // self.scale
 
 
-def window_seconds(claim: CounterClaim) -> int:
-    """The window a claim counts over; calendar windows are bounded by their longest span."""
-    if claim.window_seconds is not None:
-        return claim.window_seconds
-    return {"day": 86400, "week": 7 * 86400, "month": 31 * 86400}.get(claim.calendar or "", 86400)
+def scale_exponent(limit: int) -> int:
+    """The smallest ``e`` with ``limit // 10**e < 2**50`` (0 for ordinary limits)."""
+    exponent = 0
+    while limit // 10**exponent >= _SCALED_LIMIT_MAX:
+        exponent += 1
+    return exponent
 
 
 def group_of(claim: CounterClaim) -> str:
-    """The hash tag of a claim: its scope entity (the key's prefix up to the policy id)."""
+    """The hash tag of a claim: its scope entity (the key's first two parts)."""
     scope = ":".join(claim.key.split(":")[:2])
     return "{wg:c:" + scope + "}"
 
 
-# KEYS: counter hash per claim, then the reservation key.
-# ARGV: now, reservation ttl, then per claim: amount, limit, bucket seconds, buckets.
-_RESERVE = """
-local now = tonumber(ARGV[1])
-local n = #KEYS - 1
-for i = 1, n do
-  local base = 2 + (i - 1) * 4
-  local amount, limit = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
-  local width, count = tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
-  local current = math.floor(now / width)
-  local oldest = current - count
-  local total = 0
-  local fields = redis.call('HGETALL', KEYS[i])
-  for j = 1, #fields, 2 do
-    local bucket = tonumber(fields[j])
-    if bucket <= oldest then
-      redis.call('HDEL', KEYS[i], fields[j])
-    else
-      total = total + tonumber(fields[j + 1])
-    end
-  end
-  if total + amount > limit then
-    return {i, tostring(total)}
-  end
-end
-local record = {}
-for i = 1, n do
-  local base = 2 + (i - 1) * 4
-  local amount = tonumber(ARGV[base + 1])
-  local width, count = tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
-  local bucket = math.floor(now / width)
-  redis.call('HINCRBY', KEYS[i], bucket, amount)
-  redis.call('EXPIRE', KEYS[i], width * (count + 2))
-  table.insert(record, KEYS[i])
-  table.insert(record, bucket)
-  table.insert(record, amount)
-end
-redis.call('SET', KEYS[n + 1], cjson.encode(record), 'EX', tonumber(ARGV[2]))
-return {0, ''}
-"""
-
-# Peek: the reserve check without writing anything (simulate, dry runs).
-_PEEK = """
-local now = tonumber(ARGV[1])
-for i = 1, #KEYS do
-  local base = 1 + (i - 1) * 4
-  local amount, limit = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
-  local width, count = tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
-  local oldest = math.floor(now / width) - count
-  local total = 0
-  local fields = redis.call('HGETALL', KEYS[i])
-  for j = 1, #fields, 2 do
-    if tonumber(fields[j]) > oldest then
-      total = total + tonumber(fields[j + 1])
-    end
-  end
-  if total + amount > limit then
-    return {i, tostring(total)}
-  end
-end
-return {0, ''}
-"""
-
-# Refund: take back exactly what the reservation added, once.
-_REFUND = """
-local raw = redis.call('GET', KEYS[1])
-if not raw then return 0 end
-local record = cjson.decode(raw)
-for i = 1, #record, 3 do
-  if redis.call('HEXISTS', record[i], tostring(record[i + 1])) == 1 then
-    redis.call('HINCRBY', record[i], tostring(record[i + 1]), -tonumber(record[i + 2]))
-  end
-end
-redis.call('DEL', KEYS[1])
-return 1
-"""
-
-# Commit: the amounts stay; forget the reservation so it cannot be refunded later.
-_COMMIT = """
-return redis.call('DEL', KEYS[1])
-"""
+def counter_of(claim: CounterClaim) -> Counter:
+    """The counter ``claim`` is checked against; raises WindowError for a bad window."""
+    shape = WindowShape(claim.window_seconds, claim.calendar, claim.timezone)
+    return Counter(claim, shape, scale_exponent(claim.limit))
 
 
-def _script_input(
-    tag: str, claims: Sequence[CounterClaim], now: float
-) -> tuple[list[str], list[Any]]:
-    """Keys and arguments of the check scripts: now, then amount, limit, width, buckets per
-    claim, scaled so Lua's doubles stay exact (amount rounded up, limit down)."""
-    keys: list[str] = []
-    args: list[Any] = [int(now)]
+def record_key(tag: str, reservation_id: str) -> str:
+    """The reservation record of ``reservation_id`` in group ``tag``."""
+    return f"{tag}:res:{reservation_id}"
+
+
+def _grouped(claims: Sequence[CounterClaim]) -> list[tuple[str, list[Counter]]]:
+    """Counters by hash tag, tags sorted (the fixed reservation order). Claims on the
+    same counter are merged, so one request can never check a counter twice without
+    seeing its own first amount."""
+    merged: dict[str, Counter] = {}
     for claim in claims:
-        scale = scale_for(claim.limit)
-        keys.append(f"{tag}:{claim.key}:{claim.unit}")
-        amount = -(-claim.amount // scale)  # ceiling: never under-count
-        args += [amount, claim.limit // scale, _bucket_width(claim), BUCKETS]
-    return keys, args
+        counter = counter_of(claim)
+        if counter.key in merged:
+            first = merged[counter.key].claim
+            combined = dataclasses.replace(first, amount=first.amount + claim.amount)
+            counter = dataclasses.replace(counter, claim=combined)
+        merged[counter.key] = counter
+    groups: dict[str, list[Counter]] = {}
+    for counter in merged.values():
+        groups.setdefault(counter.group, []).append(counter)
+    return [(tag, sorted(groups[tag], key=lambda c: c.key)) for tag in sorted(groups)]
 
 
-def _bucket_width(claim: CounterClaim) -> int:
-    return max(1, window_seconds(claim) // BUCKETS)
-
-
-def _refusal(claims: Sequence[CounterClaim], answer: Any, now: float) -> CounterRefusal | None:
-    index, total = int(answer[0]), answer[1]
-    if index == 0:
-        return None
-    claim = claims[index - 1]
-    width = _bucket_width(claim)
-    return CounterRefusal(
-        claim=claim,
-        already=int(total) * scale_for(claim.limit),
-        retry_after=float(width - (int(now) % width)),
+def reservation_of(reservation_id: str, claims: Sequence[CounterClaim]) -> Reservation:
+    """The reservation ``reserve`` made for ``claims`` (to settle it from the audit log)."""
+    return Reservation(
+        reservation_id, tuple((tag, len(counters)) for tag, counters in _grouped(claims))
     )
 
 
-class Counters:
-    """The counters of one gateway process, on a shared Redis (or Redis Cluster)."""
+def _script_args(counters: Sequence[Counter], now: float) -> list[Any]:
+    """ARGV of RESERVE/PEEK: record ttl, then bucket, oldest, amount, limit, ttl each."""
+    args: list[Any] = []
+    record_ttl = 0
+    for counter in counters:
+        window = bucketing(counter.shape, now)
+        args += [window.bucket, window.oldest, counter.amount, counter.limit, window.ttl]
+        record_ttl = max(record_ttl, window.ttl + _RECORD_MARGIN)
+    return [record_ttl, *args]
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Counters:
+    """The counters of one gateway process, on a shared Redis or Redis Cluster."""
+
+    def __init__(self, redis: RedisClient, history: ClaimHistory) -> None:
         self._redis = redis
-        self._reserve = redis.register_script(_RESERVE)
-        self._refund = redis.register_script(_REFUND)
-        self._commit = redis.register_script(_COMMIT)
-        self._peek = redis.register_script(_PEEK)
+        self._history = history
+        self._reserve: AsyncScript = redis.register_script(counter_scripts.RESERVE)
+        self._peek: AsyncScript = redis.register_script(counter_scripts.PEEK)
+        self._init: AsyncScript = redis.register_script(counter_scripts.INIT)
+        self._refund: AsyncScript = redis.register_script(counter_scripts.REFUND)
+        # Rebuilds in progress in this process, by counter key: one query per key.
+        self._rebuilding: dict[str, asyncio.Future[None]] = {}
 
     async def reserve(
         self, reservation_id: str, claims: Sequence[CounterClaim], now: float
     ) -> Reservation | CounterRefusal:
-        """Reserve every claim, or none: returns the reservation or the refusing claim."""
-        groups: dict[str, list[CounterClaim]] = {}
-        for claim in claims:
-            groups.setdefault(group_of(claim), []).append(claim)
-        done: list[str] = []
+        """Reserve every claim, or none: returns the reservation or the refusing claim.
+
+        Raises :class:`CountersUnavailable` when Redis fails (anything reserved so far
+        is taken back if Redis still answers) or a missing counter cannot be rebuilt.
+        """
+        done: list[tuple[str, int]] = []
         try:
-            for tag in sorted(groups):
-                refusal = await self._reserve_group(reservation_id, tag, groups[tag], now)
+            for tag, counters in _grouped(claims):
+                keys = [counter.key for counter in counters] + [record_key(tag, reservation_id)]
+                refusal = await self._check(self._reserve, keys, counters, now)
                 if refusal is not None:
-                    await self._undo(reservation_id, done)
+                    await self.refund(Reservation(reservation_id, tuple(done)))
                     return refusal
-                done.append(tag)
-        except RedisError as exc:
-            await self._undo_quietly(reservation_id, done)
-            raise CountersUnavailable(f"counters unavailable: {exc}") from exc
+                done.append((tag, len(counters)))
+        except _CHECK_ERRORS as exc:
+            with contextlib.suppress(CountersUnavailable):
+                await self.refund(Reservation(reservation_id, tuple(done)))
+            raise _unavailable(exc) from exc
         return Reservation(reservation_id, tuple(done))
 
     async def peek(self, claims: Sequence[CounterClaim], now: float) -> CounterRefusal | None:
-        """What ``reserve`` would refuse right now, without counting anything."""
-        groups: dict[str, list[CounterClaim]] = {}
-        for claim in claims:
-            groups.setdefault(group_of(claim), []).append(claim)
+        """What ``reserve`` would refuse right now, without counting anything.
+
+        A missing counter is rebuilt (that only restores what PostgreSQL says).
+        """
         try:
-            for tag in sorted(groups):
-                keys, args = _script_input(tag, groups[tag], now)
-                refusal = _refusal(groups[tag], await self._peek(keys=keys, args=args), now)
+            for _tag, counters in _grouped(claims):
+                keys = [counter.key for counter in counters]
+                refusal = await self._check(self._peek, keys, counters, now)
                 if refusal is not None:
                     return refusal
-        except RedisError as exc:
-            raise CountersUnavailable(f"counters unavailable: {exc}") from exc
+        except _CHECK_ERRORS as exc:
+            raise _unavailable(exc) from exc
         return None
 
-    async def _reserve_group(
-        self, reservation_id: str, tag: str, claims: list[CounterClaim], now: float
-    ) -> CounterRefusal | None:
-        keys, args = _script_input(tag, claims, now)
-        keys.append(f"{tag}:res:{reservation_id}")
-        return _refusal(
-            claims,
-            await self._reserve(keys=keys, args=[*args[:1], _RESERVATION_TTL, *args[1:]]),
-            now,
-        )
+    async def confirm(self, reservation: Reservation) -> bool:
+        """True when every record of ``reservation`` is intact in Redis.
 
-    async def _undo(self, reservation_id: str, tags: Sequence[str]) -> None:
-        for tag in tags:
-            await self._refund(keys=[f"{tag}:res:{reservation_id}"])
-
-    async def _undo_quietly(self, reservation_id: str, tags: Sequence[str]) -> None:
-        # The reservation record expires on its own; over-counting is the safe side.
-        with contextlib.suppress(RedisError):
-            await self._undo(reservation_id, tags)
+        Call after the audit row is durable and before forwarding. False means Redis
+        lost the reservation in between (flush, restart): a counter rebuilt from
+        PostgreSQL before the row was written may not count it, so it must not be sent.
+        """
+        try:
+            for tag, expected in reservation.groups:
+                entries = await self._redis.hlen(record_key(tag, reservation.id))
+                if int(entries) != expected:
+                    return False
+        except REDIS_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        return True
 
     async def commit(self, reservation: Reservation) -> None:
         """The backend accepted the request: the amounts stay counted."""
-        for tag in reservation.groups:
-            await self._commit(keys=[f"{tag}:res:{reservation.id}"])
+        try:
+            for tag in reservation.tags:
+                await self._redis.delete(record_key(tag, reservation.id))
+        except REDIS_ERRORS as exc:
+            raise _unavailable(exc) from exc
 
     async def refund(self, reservation: Reservation) -> None:
-        """The backend definitely refused: take the amounts back (idempotent)."""
-        await self._undo(reservation.id, reservation.groups)
+        """The request was not sent or the backend definitely refused it: take the
+        amounts back. Idempotent: each record is taken back at most once."""
+        try:
+            for tag in reservation.tags:
+                await self._refund_record(record_key(tag, reservation.id))
+        except REDIS_ERRORS as exc:
+            raise _unavailable(exc) from exc
+
+    async def _refund_record(self, record: str) -> None:
+        for _ in range(_REBUILD_ATTEMPTS):
+            named = [_text(key) for key in await self._redis.hkeys(record)]
+            if not named:
+                return
+            if int(await self._refund(keys=[record, *named])) >= 0:
+                return
+        raise CountersUnavailable(f"reservation record {record} kept changing during a refund")
+
+    async def _check(
+        self, script: AsyncScript, keys: list[str], counters: list[Counter], now: float
+    ) -> CounterRefusal | None:
+        """Run RESERVE or PEEK, rebuilding missing counters and retrying."""
+        args = _script_args(counters, now)
+        for _ in range(_REBUILD_ATTEMPTS):
+            answer = await script(keys=keys, args=args)
+            code = int(answer[0])
+            if code == 0:
+                return None
+            if code > 0:
+                return _refusal(counters[code - 1], answer[1], now)
+            await asyncio.gather(*(self._rebuild(counters[i - 1], now) for i in answer[1]))
+        raise CountersUnavailable("counters vanished again right after being rebuilt")
+
+    async def _rebuild(self, counter: Counter, now: float) -> None:
+        """Recreate ``counter`` from the audit log, once per key at a time per process."""
+        running = self._rebuilding.get(counter.key)
+        if running is not None:
+            await asyncio.shield(running)
+            return
+        task = asyncio.ensure_future(self._rebuild_now(counter, now))
+        self._rebuilding[counter.key] = task
+        task.add_done_callback(lambda _: self._rebuilding.pop(counter.key, None))
+        await asyncio.shield(task)
+
+    async def _rebuild_now(self, counter: Counter, now: float) -> None:
+        window = bucketing(counter.shape, now)
+        claims: Sequence[Any] = ()
+        # Request counts have no audit rows (reads are not logged): they restart at zero.
+        if counter.claim.unit != REQUESTS:
+            since = datetime.fromtimestamp(window.counts_from, UTC)
+            try:
+                claims = await self._history.live_claims(counter.claim.key, since)
+            except _HISTORY_ERRORS as exc:
+                raise CountersUnavailable(
+                    f"cannot rebuild counter {counter.claim.key} from PostgreSQL: {exc}"
+                ) from exc
+        rebuilt = rebuilt_counter(counter.shape, counter.scale, window, claims)
+        record_ttl = window.ttl + _RECORD_MARGIN
+        args: list[Any] = [window.ttl, len(rebuilt.buckets)]
+        for bucket, total in sorted(rebuilt.buckets.items()):
+            args += [bucket, total]
+        records = sorted(rebuilt.records.items())
+        for _reservation, entry in records:
+            args += [entry, record_ttl]
+        keys = [counter.key, *(record_key(counter.group, rid) for rid, _ in records)]
+        created = await self._init(keys=keys, args=args)
+        if int(created):
+            _log.info("rebuilt counter %s from %d live claims", counter.claim.key, len(claims))
+
+
+def _refusal(counter: Counter, live: Sequence[Any], now: float) -> CounterRefusal:
+    buckets = {int(live[j]): int(live[j + 1]) for j in range(0, len(live), 2)}
+    total = sum(buckets.values())
+    wait = retry_after(counter.shape, buckets, counter.amount, counter.limit, now)
+    return CounterRefusal(counter.claim, total * counter.scale, round(wait, 3))
+
+
+def _unavailable(exc: BaseException) -> CountersUnavailable:
+    if isinstance(exc, CountersUnavailable):
+        return exc
+    return CountersUnavailable(f"counters unavailable: {type(exc).__name__}: {exc}")
 
 
 def claims_to_json(claims: Sequence[CounterClaim]) -> list[dict[str, Any]]:
@@ -285,3 +368,29 @@ def claims_to_json(claims: Sequence[CounterClaim]) -> list[dict[str, Any]]:
         }
         for c in claims
     ]
+
+
+def claims_from_json(stored: Sequence[Any]) -> list[CounterClaim]:
+    """Claims read back from an audit row (the inverse of :func:`claims_to_json`).
+
+    Raises ValueError for a malformed entry.
+    """
+    out = []
+    for item in stored:
+        try:
+            out.append(
+                CounterClaim(
+                    key=str(item["key"]),
+                    amount=int(item["amount"]),
+                    limit=int(item["limit"]),
+                    policy=str(item["policy"]),
+                    rule=str(item["rule"]),
+                    unit=str(item["unit"]),
+                    window_seconds=item.get("window_seconds"),
+                    calendar=item.get("calendar"),
+                    timezone=str(item.get("timezone") or "UTC"),
+                )
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed stored claim {item!r}: {exc}") from None
+    return out

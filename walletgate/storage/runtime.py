@@ -18,13 +18,19 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from walletgate.config.settings import Settings, SettingsError
 from walletgate.errors import UserError
 from walletgate.storage.embedded import attach, detach
 from walletgate.storage.migrations import apply_migrations, pending_migrations
+from walletgate.storage.redis_client import RedisClient
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+#: Redis Cluster URLs name one node to discover the cluster from: ``redis+cluster://``.
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
 class StoreUnavailableError(UserError):
@@ -36,7 +42,7 @@ class Stores:
     """Open connections to the source of truth (PostgreSQL) and the fast state (Redis)."""
 
     pool: asyncpg.Pool
-    redis: aioredis.Redis
+    redis: RedisClient
     database_url: str
     redis_url: str
 
@@ -105,23 +111,41 @@ async def database_connection(settings: Settings) -> AsyncIterator[asyncpg.Conne
             await conn.close()
 
 
-def connect_redis(url: str, settings: Settings) -> aioredis.Redis:
-    """A Redis client for ``url`` (``redis://``, ``rediss://`` or ``unix://``), returning
-    bytes, with the short timeouts of ``settings.redis_timeout``: a slow Redis must make a
-    spend fail fast (and closed), not hang the request."""
-    scheme = urlsplit(url).scheme
-    # Seam for Redis Cluster: a cluster URL will return a redis.asyncio.RedisCluster here;
-    # callers already keep multi-key scripts on one hash slot (SPEC §5).
-    if scheme not in REDIS_SCHEMES:
+def connect_redis(url: str, settings: Settings) -> RedisClient:
+    """A Redis client for ``url`` returning bytes, with the short timeouts of
+    ``settings.redis_timeout``: a slow Redis must make a spend fail fast (and closed),
+    not hang the request.
+
+    ``redis://``, ``rediss://`` and ``unix://`` connect to one server;
+    ``redis+cluster://host:port`` (or ``rediss+cluster://``) to a Redis Cluster, found
+    from that node. Callers keep every multi-key script on one hash slot (SPEC §5).
+    """
+    parts = urlsplit(url)
+    # One immediate retry on a broken pooled connection, none on a timeout, no backoff:
+    # redis-py's default (10 retries, exponential backoff) holds a request for seconds
+    # before it can fail closed.
+    retry = Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
+    if parts.scheme in CLUSTER_SCHEMES:
+        node_url = urlunsplit(parts._replace(scheme=CLUSTER_SCHEMES[parts.scheme]))
+        return RedisCluster.from_url(
+            node_url,
+            decode_responses=False,
+            socket_timeout=settings.redis_timeout,
+            socket_connect_timeout=settings.redis_timeout,
+            retry=retry,
+        )
+    if parts.scheme not in REDIS_SCHEMES:
+        schemes = [*REDIS_SCHEMES, *CLUSTER_SCHEMES]
         raise SettingsError(
-            f"redis_url {redact_url(url)}: unsupported scheme {scheme!r} "
-            f"(expected one of {', '.join(s + '://' for s in REDIS_SCHEMES)})"
+            f"redis_url {redact_url(url)}: unsupported scheme {parts.scheme!r} "
+            f"(expected one of {', '.join(s + '://' for s in schemes)})"
         )
     client: aioredis.Redis = aioredis.Redis.from_url(
         url,
         decode_responses=False,
         socket_timeout=settings.redis_timeout,
         socket_connect_timeout=settings.redis_timeout,
+        retry=retry,
     )
     return client
 
@@ -146,10 +170,10 @@ async def _require_migrated(pool: asyncpg.Pool) -> None:
         )
 
 
-async def _ping_redis(client: aioredis.Redis, url: str) -> None:
+async def _ping_redis(client: RedisClient, url: str) -> None:
     try:
         await client.ping()
-    except (redis.exceptions.RedisError, OSError) as exc:
+    except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
         raise _unavailable("Redis", url, exc) from None
 
 
