@@ -28,11 +28,13 @@ from walletgate.storage.runtime import open_stores
 
 # A walletgate process in miniature: attach, report the URLs, hold on until its stdin
 # closes, detach. Several of them sharing a data directory are several walletgate
-# commands running side by side.
+# commands running side by side. It restores Python's Ctrl-C handler because a test run
+# started in the background inherits SIGINT as ignored, unlike a command in a terminal.
 USER_PROGRAM = """
-import json, sys
+import json, signal, sys
 from pathlib import Path
 from walletgate.storage.embedded import attach, detach
+signal.signal(signal.SIGINT, signal.default_int_handler)
 data_dir = Path(sys.argv[1])
 servers = attach(data_dir)
 print(json.dumps([servers.database_url, servers.redis_url]), flush=True)
