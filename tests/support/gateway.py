@@ -18,7 +18,7 @@ import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aiohttp
 import asyncpg
@@ -110,7 +110,8 @@ class GatewayProcess:
             await conn.close()
 
 
-async def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
+async def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
+    """Wait until ``url``/healthz answers 200 (fails if the process exits or 60 s pass)."""
     deadline = asyncio.get_running_loop().time() + 60.0
     async with aiohttp.ClientSession() as session:
         while True:
@@ -127,13 +128,16 @@ async def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
             await asyncio.sleep(0.2)
 
 
-def start_gateway(env: Mapping[str, str], port: int) -> subprocess.Popen[bytes]:
-    """Start ``walletgate serve`` on ``port`` with ``env``."""
+def start_gateway(
+    env: Mapping[str, str], port: int, *, log: IO[bytes] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``walletgate serve`` on ``port`` with ``env``; its stdout and stderr go to
+    ``log`` when given (to inspect what it logs), else stderr is inherited."""
     return subprocess.Popen(
         [sys.executable, "-m", "walletgate.cli", "serve", "--port", str(port)],
         env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=None,
+        stdout=log if log is not None else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if log is not None else None,
     )
 
 
@@ -172,7 +176,7 @@ async def gateway(
     process = start_gateway(env, port)
     url = f"http://127.0.0.1:{port}/"
     try:
-        await _wait_healthy(url, process)
+        await wait_healthy(url, process)
         yield GatewayProcess(url, env, tokens, database_url, redis_server_url, process)
     finally:
         stop_process(process)

@@ -45,6 +45,11 @@ class Settings:
     token_cache_ttl: int = 900
     balance_cache_ttl: int = 10
     max_body_bytes: int = 1_048_576
+    # A client that sends its request slower than this is cut off, so slow clients
+    # (slowloris) cannot hold connections: headers must arrive within keepalive_timeout
+    # of connecting (aiohttp's idle timer), a body within request_read_timeout.
+    keepalive_timeout: float = 15.0
+    request_read_timeout: float = 15.0
     backend_timeout: float = 30.0
     backend_connect_timeout: float = 5.0
     backend_pool_size: int = 100
@@ -113,7 +118,9 @@ def _backends_from(raw: Any, source: str) -> tuple[Backend, ...]:
         except (TypeError, ValueError):
             raise SettingsError(f"{source}: backends.{name}.chain_id must be an integer") from None
         out.append(
-            Backend(str(name), str(spec["url"]), chain_id, {str(k): str(v) for k, v in headers.items()})
+            Backend(
+                str(name), str(spec["url"]), chain_id, {str(k): str(v) for k, v in headers.items()}
+            )
         )
     return tuple(out)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from redis.exceptions import RedisError
 
 from walletgate.policies.model import PolicySet
@@ -68,6 +68,8 @@ class AppState:
 
 
 STATE_KEY = web.AppKey("walletgate", AppState)
+MAX_BODY_KEY = web.AppKey("max_body_bytes", int)
+READ_TIMEOUT_KEY = web.AppKey("request_read_timeout", float)
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -110,6 +112,17 @@ async def _handle_rpc(request: web.Request, app_state: AppState) -> web.Response
             errors.error_object(None, errors.INVALID_REQUEST, f"unknown backend {backend_name!r}"),
             status=404,
         )
+    if request.version < HttpVersion11 and "Transfer-Encoding" in request.headers:
+        # RFC 9112 §6.1: such framing is faulty. aiohttp reads it as chunked; a proxy in
+        # front may not, and the two would then disagree on where requests end.
+        response = _json(
+            errors.error_object(
+                None, errors.INVALID_REQUEST, "Transfer-Encoding is not allowed in HTTP/1.0"
+            ),
+            status=400,
+        )
+        response.force_close()
+        return response
     client = request.remote or "unknown"
     now = time.monotonic()
     wait = app_state.throttle.blocked(client, now)
@@ -151,17 +164,32 @@ async def _handle_rpc(request: web.Request, app_state: AppState) -> web.Response
             errors.error_object(None, errors.UNAUTHORIZED, "unknown or revoked agent token"),
             status=401,
         )
+    read_timeout = request.app[READ_TIMEOUT_KEY]
     try:
-        body = await request.read()
+        # aiohttp has no body timeout of its own: without one, an authenticated client
+        # that sends its body slowly holds the connection and this task forever.
+        async with asyncio.timeout(read_timeout):
+            body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return _json(
             errors.error_object(
                 None,
                 errors.INVALID_REQUEST,
-                f"request body too large: the limit is {request.app['max_body_bytes']} bytes",
+                f"request body too large: the limit is {request.app[MAX_BODY_KEY]} bytes",
             ),
             status=413,
         )
+    except TimeoutError:
+        response = _json(
+            errors.error_object(
+                None,
+                errors.INVALID_REQUEST,
+                f"request body not received within {read_timeout:g} seconds; nothing was forwarded",
+            ),
+            status=408,
+        )
+        response.force_close()
+        return response
     caller = Caller(agent_id=info.agent_id, owner_id=info.owner_id, token_id=str(info.token_id))
     return await _answer(body, app_state.gateway, backend, caller, snapshot.policies)
 
@@ -225,11 +253,18 @@ async def handle_metrics(request: web.Request) -> web.Response:
     )
 
 
-def build_app(app_state: AppState, *, max_body_bytes: int) -> web.Application:
-    """The aiohttp application of one gateway process."""
+def build_app(
+    app_state: AppState, *, max_body_bytes: int, request_read_timeout: float = 15.0
+) -> web.Application:
+    """The aiohttp application of one gateway process.
+
+    A request body larger than ``max_body_bytes`` is refused with 413, one that takes
+    longer than ``request_read_timeout`` seconds to arrive with 408.
+    """
     app = web.Application(client_max_size=max_body_bytes)
     app[STATE_KEY] = app_state
-    app["max_body_bytes"] = max_body_bytes
+    app[MAX_BODY_KEY] = max_body_bytes
+    app[READ_TIMEOUT_KEY] = request_read_timeout
     app.router.add_get("/healthz", handle_healthz)
     app.router.add_get("/readyz", handle_readyz)
     app.router.add_get("/metrics", handle_metrics)

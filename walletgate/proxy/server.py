@@ -6,18 +6,17 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import re
 import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
 
 from walletgate.config.settings import Settings, SettingsError
 from walletgate.proxy.app import AppState, build_app
 from walletgate.proxy.backend import BackendClient, BackendError, new_session, redact_url
+from walletgate.proxy.log_redaction import RedactingAccessLogger, configure_logging
 from walletgate.proxy.metrics import new_metrics
 from walletgate.proxy.pipeline import Gateway
 from walletgate.storage.audit import AuditWriter
@@ -27,22 +26,6 @@ from walletgate.storage.rebuild import PostgresClaimHistory
 from walletgate.storage.runtime import Stores, open_stores
 
 _log = logging.getLogger("walletgate")
-_PATH_TOKEN = re.compile(r"^/t/[^/]+")
-
-
-class RedactingAccessLogger(AbstractAccessLogger):
-    """Access log lines that never contain a token carried in the URL path."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        path = _PATH_TOKEN.sub("/t/<redacted>", request.path)
-        self.logger.info(
-            '%s "%s %s" %d %.1fms',
-            request.remote,
-            request.method,
-            path,
-            response.status,
-            time * 1000,
-        )
 
 
 @contextlib.asynccontextmanager
@@ -71,7 +54,11 @@ async def gateway_app(settings: Settings, stores: Stores) -> AsyncIterator[web.A
         )
         state = StateCache(stores.redis, stores.pool, settings)
         app_state = AppState(gateway=gateway, state=state, backends=backends, pool=stores.pool)
-        yield build_app(app_state, max_body_bytes=settings.max_body_bytes)
+        yield build_app(
+            app_state,
+            max_body_bytes=settings.max_body_bytes,
+            request_read_timeout=settings.request_read_timeout,
+        )
     finally:
         await audit.close()
         await session.close()
@@ -91,7 +78,14 @@ async def serve(settings: Settings, *, stores: Stores | None = None) -> None:
         if stores is None:
             stores = await stack.enter_async_context(open_stores(settings))
         app = await stack.enter_async_context(gateway_app(settings, stores))
-        runner = web.AppRunner(app, access_log_class=RedactingAccessLogger, handle_signals=False)
+        runner = web.AppRunner(
+            app,
+            access_log_class=RedactingAccessLogger,
+            handle_signals=False,
+            # Also the time a new connection has to send its request headers: aiohttp
+            # closes a connection still waiting for a whole request when it runs out.
+            keepalive_timeout=settings.keepalive_timeout,
+        )
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=True)
         await site.start()
@@ -108,9 +102,7 @@ async def serve(settings: Settings, *, stores: Stores | None = None) -> None:
 
 async def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     """CLI handler of ``walletgate serve``."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(logging.INFO)
     settings = replace(
         settings,
         host=args.host or settings.host,

@@ -1,0 +1,92 @@
+"""Logging for ``walletgate serve`` that never writes an agent token.
+
+Tokens reach the process in headers and, for agent toolkits that accept only a URL, in
+the request path (``/t/TOKEN/``). Three things could write them out, and each is closed:
+
+- the access log: :class:`RedactingAccessLogger` replaces the ``{token}`` segment of
+  the token routes, and anything token-shaped elsewhere in the path (``/T/TOKEN``);
+- aiohttp's report of a malformed HTTP request, which quotes the raw request line with
+  its path: :class:`MalformedRequestFilter` turns it into one line naming the error
+  class, without the quote and without a traceback (the client gets its 400 anyway;
+  a traceback per bad request would let anyone flood the log);
+- anything else: :class:`RedactingFormatter` redacts every token-shaped string from
+  each formatted record, tracebacks included, as the last line of defence.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
+
+from walletgate.storage.tokens import TOKEN_PREFIX
+
+#: Anything that could be a token or most of one: the prefix and 20+ token characters.
+_TOKEN_SHAPED = re.compile(re.escape(TOKEN_PREFIX) + r"[A-Za-z0-9_\-]{20,}")
+REDACTED = TOKEN_PREFIX + "<redacted>"
+#: The ``{token}`` segment of the ``/t/{token}/...`` routes, whatever it holds.
+_PATH_TOKEN = re.compile(r"^/t/[^/]+")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def redact_tokens(text: str) -> str:
+    """``text`` with every token-shaped substring replaced by ``wg_<redacted>``."""
+    return _TOKEN_SHAPED.sub(REDACTED, text)
+
+
+class RedactingFormatter(logging.Formatter):
+    """A formatter whose output (message, arguments and traceback) carries no token."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_tokens(super().format(record))
+
+
+class MalformedRequestFilter(logging.Filter):
+    """Rewrites aiohttp's "Error handling request" for a malformed HTTP request (an
+    :class:`HttpProcessingError` from its parser) into one INFO line without the quoted
+    request and without a traceback. Other records pass unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if record.name == "aiohttp.server" and isinstance(error, HttpProcessingError):
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg = "refused a malformed HTTP request from %s: %s (HTTP %s)"
+            record.args = (remote, type(error).__name__, error.code)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno = logging.INFO
+            record.levelname = logging.getLevelName(logging.INFO)
+        return True
+
+
+class RedactingAccessLogger(AbstractAccessLogger):
+    """Access log lines that never contain a token carried in the URL path."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s" %d %.1fms',
+            request.remote,
+            request.method,
+            loggable_path(request),
+            response.status,
+            time * 1000,
+        )
+
+
+def loggable_path(request: web.BaseRequest) -> str:
+    """The request path without the ``/t/{token}`` segment of the token routes and
+    without anything token-shaped elsewhere (a mistyped ``/T/TOKEN``, ``//t/TOKEN``)."""
+    return redact_tokens(_PATH_TOKEN.sub("/t/<redacted>", request.path))
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Send every log record to stderr through the filter and formatter above."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(RedactingFormatter(LOG_FORMAT))
+    handler.addFilter(MalformedRequestFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
