@@ -1,3 +1,8 @@
 """Test configuration: the shared fixtures live in tests/support (real servers, the devnet)."""
 
-pytest_plugins = ["tests.support.servers", "tests.support.devnet", "tests.support.gateway"]
+pytest_plugins = [
+    "tests.support.servers",
+    "tests.support.devnet",
+    "tests.support.gateway",
+    "tests.support.cluster",
+]
