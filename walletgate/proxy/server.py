@@ -8,7 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 from aiohttp import web
@@ -72,8 +72,14 @@ async def _wait_for_signal() -> None:
     await stop.wait()
 
 
-async def serve(settings: Settings, *, stores: Stores | None = None) -> None:
-    """Run one gateway process until SIGINT or SIGTERM (on ``stores`` if given)."""
+async def serve(
+    settings: Settings,
+    *,
+    stores: Stores | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Run one gateway process until SIGINT or SIGTERM (on ``stores`` if given);
+    ``on_ready`` is called once it listens."""
     async with contextlib.AsyncExitStack() as stack:
         if stores is None:
             stores = await stack.enter_async_context(open_stores(settings))
@@ -94,6 +100,8 @@ async def serve(settings: Settings, *, stores: Stores | None = None) -> None:
                 "backend %s: %s (chain %d)", backend.name, redact_url(backend.url), backend.chain_id
             )
         print(f"walletgate listening on http://{settings.host}:{settings.port}/", flush=True)
+        if on_ready is not None:
+            on_ready()
         try:
             await _wait_for_signal()
         finally:
@@ -110,11 +118,20 @@ async def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         backend_url=args.backend_url or settings.backend_url,
         chain_id=args.chain_id or settings.chain_id,
     )
+    workers: int = args.workers
+    if workers < 1:
+        raise SettingsError(f"--workers must be at least 1, not {workers}")
     try:
         if args.demo:
+            if workers != 1:
+                raise SettingsError("--demo runs one gateway process; leave out --workers")
             from walletgate.proxy.demo import run_demo
 
             return await run_demo(settings, serve)
+        if workers > 1:
+            from walletgate.proxy.workers import serve_workers
+
+            return await serve_workers(settings, workers)
         await serve(settings)
     except BackendError as exc:
         print(f"walletgate: refusing to start: {exc}", file=sys.stderr)
