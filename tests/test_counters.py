@@ -78,6 +78,8 @@ async def rig(
         nodes: list[ClusterNode] = request.getfixturevalue("cluster_nodes")
         flush_cluster(nodes)
         clients = [RedisCluster(host="127.0.0.1", port=nodes[i].port) for i in (0, 1)]
+        for client in clients:
+            await client.initialize()  # see tests/support/cluster.py
 
         async def flush() -> None:
             flush_cluster(nodes)

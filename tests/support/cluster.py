@@ -165,6 +165,9 @@ async def redis_cluster(cluster_nodes: list[ClusterNode]) -> AsyncIterator[Redis
     """A client on the flushed session cluster (bytes responses)."""
     flush_cluster(cluster_nodes)
     client = RedisCluster(host="127.0.0.1", port=cluster_nodes[0].port, decode_responses=False)
+    # Learn the slot map first: redis-py sends a client's very first command to a
+    # random node, and concurrent MOVED replies then race in its connection handling.
+    await client.initialize()
     try:
         yield client
     finally:

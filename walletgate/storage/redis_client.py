@@ -15,5 +15,13 @@ from redis.exceptions import RedisClusterException, RedisError
 RedisClient: TypeAlias = aioredis.Redis | RedisCluster
 
 #: What a failing client raises: Redis errors, cluster routing errors (not RedisErrors
-#: in redis-py), and socket errors.
-REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException, OSError)
+#: in redis-py), socket errors, and AttributeError: redis-py 8.1's cluster client,
+#: refreshing its slot map after a MOVED reply (resharding, failover, or a first
+#: command before it knew the map), closes connections that concurrent commands are
+#: still using, which then fail with ``'NoneType' object has no attribute ...``.
+REDIS_ERRORS: tuple[type[Exception], ...] = (
+    RedisError,
+    RedisClusterException,
+    OSError,
+    AttributeError,
+)

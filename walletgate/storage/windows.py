@@ -165,6 +165,8 @@ def retry_after(
         return max(0.0, end - now)
     width = shape.granularity
     remaining = sum(buckets.values())
+    if remaining + amount <= limit:
+        return 0.0
     for bucket in sorted(buckets):
         remaining -= buckets[bucket]
         if remaining + amount <= limit:
