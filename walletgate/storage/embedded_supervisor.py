@@ -157,6 +157,16 @@ def _kill_leftover_valkey(data_dir: Path) -> None:
             process.kill()
 
 
+def _server_log_tail(path: Path, lines: int = 5) -> str:
+    """The end of a server's own log, which names the cause ("FATAL: …") of a failed
+    start better than the exit status of the command that started it."""
+    try:
+        tail = path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "".join(f"\n  {path.name}: {line}" for line in tail)
+
+
 def _announce(reply: dict[str, str]) -> None:
     """Tell the attaching process the outcome, then detach stdout from its pipe."""
     sys.stdout.write(json.dumps(reply) + "\n")
@@ -186,7 +196,10 @@ def supervise(data_dir: Path, owner: ProcessId) -> int:
             valkey = _Valkey(data_dir / "valkey")
         except Exception as exc:
             _log.exception("start-up failed")
-            _announce({"error": f"{type(exc).__name__}: {exc}"})
+            detail = f"{type(exc).__name__}: {exc}"
+            if postgres is None:
+                detail += _server_log_tail(data_dir / "postgres" / "log")
+            _announce({"error": detail})
             return 1
         me = ProcessId.of(os.getpid())
         write_state(
