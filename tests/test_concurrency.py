@@ -1,0 +1,225 @@
+"""The concurrency proof: caps hold across gateway processes, on one Redis and on a
+3-node Redis Cluster, and after Redis loses everything.
+
+Three ``walletgate serve`` processes share one PostgreSQL and one Redis, in front of the
+devnet. Each scenario fires its requests all at once, spread over the three gateways,
+then checks three witnesses that do not depend on each other: the answers the agent
+got, the chain (what the recipient received, which transactions were mined), and the
+audit log. Each scenario pays a fresh recipient and has its own cap rule, so scenarios
+do not share counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+from eth_account import Account
+
+from tests.support.devnet import Devnet
+from tests.support.fleet import Fleet, running_fleet
+from walletgate.config.amounts import from_base_units
+from walletgate.storage.counters import scale_exponent
+
+WALLET = str(Account.from_key("0x" + (3).to_bytes(32, "big").hex()).address).lower()
+PARALLEL = 200
+
+
+def document(chain_id: int, rule: str, cap_wei: int) -> str:
+    """One agent, one wallet (devnet key 3), and a daily ETH cap named ``rule``."""
+    return f"""version: 1
+owners: [{{id: ops}}]
+agents: [{{id: spender, owner: ops}}]
+wallets:
+  - {{id: hot, owner: ops, agent: spender, chain: {chain_id}, address: "{WALLET}"}}
+assets:
+  - {{id: eth, chain: {chain_id}, native: true, symbol: ETH, decimals: 18}}
+policies:
+  - id: budget
+    wallet: hot
+    rules:
+      - id: {rule}
+        type: cumulative_cap
+        asset: eth
+        max: "{from_base_units(cap_wei, 18)}"
+        window: 24h
+        scope: wallet
+"""
+
+
+def fresh_recipient() -> str:
+    return "0x" + secrets.token_hex(20)
+
+
+def transfer(recipient: str, wei: int) -> list[Any]:
+    return [{"from": WALLET, "to": recipient, "value": hex(wei)}]
+
+
+@dataclass
+class Outcome:
+    """What one scenario's requests did, seen three ways."""
+
+    cap: int
+    amounts: list[int]
+    replies: list[dict[str, Any]]
+    committed: list[int]  # amounts the audit log shows committed
+    refused: list[int]  # amounts the audit log shows refused for the cap
+    received: int  # what the recipient's balance on the chain grew by
+    mined: int  # committed transactions with a successful receipt
+
+    @property
+    def overspend(self) -> int:
+        return max(0, sum(self.committed) - self.cap)
+
+
+async def fire(fleet: Fleet, amounts: list[int], recipient: str) -> list[dict[str, Any]]:
+    """Send every transfer at once, round-robin over the fleet's gateways."""
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        return list(
+            await asyncio.gather(
+                *(
+                    fleet.call(session, i, "eth_sendTransaction", transfer(recipient, amount))
+                    for i, amount in enumerate(amounts)
+                )
+            )
+        )
+
+
+async def run_scenario(
+    fleet: Fleet, devnet: Devnet, rule: str, cap: int, amounts: list[int]
+) -> Outcome:
+    fleet.apply(document(devnet.chain_id, rule, cap))
+    recipient = fresh_recipient()
+    replies = await fire(fleet, amounts, recipient)
+    rows = await fleet.rows(
+        """SELECT status, decision, reason, tx_hash, request #>> '{params,0,value}' AS value
+             FROM transactions WHERE request #>> '{params,0,to}' = $1""",
+        recipient,
+    )
+    assert len(rows) == len(amounts), "every request is in the audit log"
+    committed = [int(r["value"], 16) for r in rows if r["status"] == "committed"]
+    refused = [
+        int(r["value"], 16)
+        for r in rows
+        if r["decision"] == "deny" and r["reason"] == "cumulative_cap_exceeded"
+    ]
+    assert len(committed) + len(refused) == len(amounts), [dict(r) for r in rows]
+    mined = 0
+    for row in rows:
+        if row["status"] == "committed":
+            receipt = await devnet.rpc("eth_getTransactionReceipt", [row["tx_hash"]])
+            mined += int(receipt["status"], 16) == 1
+    received = await devnet.balance(recipient)
+    return Outcome(cap, amounts, replies, committed, refused, received, mined)
+
+
+def assert_exact_unit_outcome(outcome: Outcome) -> None:
+    """200 spends of 1 wei against a cap of 50: exactly 50 forwarded and mined."""
+    answered = [r for r in outcome.replies if "result" in r]
+    limited = [r for r in outcome.replies if r.get("error", {}).get("code") == -32005]
+    assert len(answered) == 50 and len(limited) == 150
+    assert all(r["error"]["data"]["reason"] == "cumulative_cap_exceeded" for r in limited)
+    assert all(r["error"]["data"]["retry_after"] > 0 for r in limited)
+    assert len(outcome.committed) == 50 and len(outcome.refused) == 150
+    assert outcome.received == 50 and outcome.mined == 50
+    assert outcome.overspend == 0
+
+
+def assert_random_outcome(outcome: Outcome) -> None:
+    """Never over the cap; never refused unless over it (or within the rounding)."""
+    assert outcome.overspend == 0, f"overspent by {outcome.overspend} wei"
+    total = sum(outcome.committed)
+    assert outcome.received == total
+    assert outcome.mined == len(outcome.committed)
+    assert sum("result" in r for r in outcome.replies) == len(outcome.committed)
+    scale = 10 ** scale_exponent(outcome.cap)
+    margin = (len(outcome.committed) + 2) * scale
+    for amount in outcome.refused:
+        # Totals only grew, so when this was refused there was at most this much room.
+        assert total + amount > outcome.cap - margin, "refused although it fitted"
+
+
+def random_amounts(seed: int) -> tuple[int, list[int]]:
+    chooser = random.Random(seed)
+    cap = chooser.randrange(10**20, 10**23)  # scaled counters: these caps exceed 2**50
+    return cap, [chooser.randrange(1, cap // 8) for _ in range(PARALLEL)]
+
+
+# -- one Redis -------------------------------------------------------------------------------
+
+
+@pytest_asyncio.fixture(scope="module")
+async def fleet(
+    postgres_server_url: str, migrated_template: str, redis_server_url: str, devnet: Devnet
+) -> AsyncIterator[Fleet]:
+    client = aioredis.Redis.from_url(redis_server_url)
+    await client.flushall()
+    await client.aclose()
+    async with running_fleet(
+        postgres_server_url=postgres_server_url,
+        migrated_template=migrated_template,
+        redis_url=redis_server_url,
+        backend_url=devnet.url,
+        chain_id=devnet.chain_id,
+        document=document(devnet.chain_id, "warmup", 10**18),
+        agent="spender",
+    ) as running:
+        yield running
+
+
+async def test_200_parallel_spends_of_1_against_a_cap_of_50(fleet: Fleet, devnet: Devnet) -> None:
+    outcome = await run_scenario(fleet, devnet, "unit", 50, [1] * PARALLEL)
+    assert_exact_unit_outcome(outcome)
+
+
+@pytest.mark.parametrize("seed", [11, 22, 33, 44])
+async def test_random_amounts_never_overspend(fleet: Fleet, devnet: Devnet, seed: int) -> None:
+    cap, amounts = random_amounts(seed)
+    outcome = await run_scenario(fleet, devnet, f"random-{seed}", cap, amounts)
+    print(
+        f"seed {seed}: cap {cap} wei, {len(outcome.committed)} committed "
+        f"({sum(outcome.committed)} wei), {len(outcome.refused)} refused, "
+        f"overspend {outcome.overspend}"
+    )
+    assert_random_outcome(outcome)
+
+
+async def test_after_flushall_the_rebuilt_counter_still_refuses(
+    fleet: Fleet, devnet: Devnet, redis_server_url: str
+) -> None:
+    fleet.apply(document(devnet.chain_id, "rebuild", 100))
+    recipient = fresh_recipient()
+    for i in range(9):
+        assert "result" in await fleet.rpc(i, "eth_sendTransaction", transfer(recipient, 10))
+    client = aioredis.Redis.from_url(redis_server_url)
+    await client.flushall()
+    await client.aclose()
+    refused = await fleet.rpc(1, "eth_sendTransaction", transfer(recipient, 20))
+    assert refused["error"]["code"] == -32005
+    assert refused["error"]["data"]["reason"] == "cumulative_cap_exceeded"
+    assert "result" in await fleet.rpc(2, "eth_sendTransaction", transfer(recipient, 10))
+    assert "error" in await fleet.rpc(0, "eth_sendTransaction", transfer(recipient, 1))
+    assert await devnet.balance(recipient) == 100
+
+
+async def test_a_lowered_cap_applies_to_the_next_request_on_another_process(
+    fleet: Fleet, devnet: Devnet
+) -> None:
+    fleet.apply(document(devnet.chain_id, "lowered", 100))
+    recipient = fresh_recipient()
+    assert "result" in await fleet.rpc(0, "eth_sendTransaction", transfer(recipient, 40))
+    fleet.apply(document(devnet.chain_id, "lowered", 50))
+    refused = await fleet.rpc(1, "eth_sendTransaction", transfer(recipient, 20))
+    assert refused["error"]["data"]["reason"] == "cumulative_cap_exceeded"
+    assert refused["error"]["data"]["findings"][0]["limit"] == "50 eth"
+    assert "result" in await fleet.rpc(2, "eth_sendTransaction", transfer(recipient, 10))
+    assert await devnet.balance(recipient) == 50
