@@ -153,6 +153,7 @@ def _agent_policy(agent: str) -> dict[str, Any]:
                 "methods": [
                     "eth_sign",
                     "personal_sign",
+                    "eth_signTypedData",
                     "eth_signTypedData_v3",
                     "eth_signTypedData_v4",
                 ],
