@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest_asyncio
 
-from tests.support.cluster import ClusterNode, flush_cluster
+from tests.support.cluster import ValkeyNode, flush_cluster
 from tests.support.devnet import Devnet
 from tests.support.fleet import Fleet, running_fleet
 from tests.test_concurrency import (
@@ -29,7 +29,7 @@ from tests.test_concurrency import (
 async def cluster_fleet(
     postgres_server_url: str,
     migrated_template: str,
-    cluster_nodes: list[ClusterNode],
+    cluster_nodes: list[ValkeyNode],
     redis_cluster_url: str,
     devnet: Devnet,
 ) -> AsyncIterator[Fleet]:
@@ -62,7 +62,7 @@ async def test_random_amounts_on_a_redis_cluster(cluster_fleet: Fleet, devnet: D
 
 
 async def test_a_flushed_cluster_rebuilds_before_the_next_reservation(
-    cluster_fleet: Fleet, devnet: Devnet, cluster_nodes: list[ClusterNode]
+    cluster_fleet: Fleet, devnet: Devnet, cluster_nodes: list[ValkeyNode]
 ) -> None:
     cluster_fleet.apply(document(devnet.chain_id, "rebuild", 100))
     recipient = fresh_recipient()

@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from tests.support.cluster import ClusterNode, flush_cluster
+from tests.support.cluster import ValkeyNode, flush_cluster
 from tests.support.gateway import free_port
 from walletgate.config.settings import Settings
 from walletgate.policies.decision import CounterClaim
@@ -75,7 +75,7 @@ async def rig(
         async def flush() -> None:
             await first.flushall()
     else:
-        nodes: list[ClusterNode] = request.getfixturevalue("cluster_nodes")
+        nodes: list[ValkeyNode] = request.getfixturevalue("cluster_nodes")
         flush_cluster(nodes)
         clients = [RedisCluster(host="127.0.0.1", port=nodes[i].port) for i in (0, 1)]
         for client in clients:

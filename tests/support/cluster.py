@@ -6,6 +6,8 @@ to each node (``CLUSTER ADDSLOTSRANGE``), introduces the nodes to each other
 (``CLUSTER MEET``) and waits until every node reports ``cluster_state:ok``. No
 replicas: the tests need several slots on several nodes, not failover.
 
+:func:`running_valkey` starts one standalone node that a test may stop or kill.
+
 Fixtures: ``redis_cluster_url`` (session: ``redis+cluster://127.0.0.1:PORT``, the URL
 walletgate itself accepts) and ``redis_cluster`` (a flushed
 ``redis.asyncio.cluster.RedisCluster`` client per test).
@@ -40,7 +42,7 @@ _PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
-class ClusterNode:
+class ValkeyNode:
     port: int
     bus_port: int
     process: subprocess.Popen[bytes]
@@ -57,7 +59,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _start_node(directory: Path) -> ClusterNode:
+def _start_node(directory: Path, *, cluster: bool) -> ValkeyNode:
     port, bus_port = free_port(), free_port()
     work = directory / str(port)
     work.mkdir()
@@ -65,19 +67,22 @@ def _start_node(directory: Path) -> ClusterNode:
         str(get_binary_path()),
         "--port", str(port),
         "--bind", "127.0.0.1",
-        "--cluster-enabled", "yes",
-        "--cluster-port", str(bus_port),
-        "--cluster-config-file", str(work / "nodes.conf"),
-        "--cluster-node-timeout", "5000",
         "--save", "",
         "--appendonly", "no",
         "--dir", str(work),
         "--logfile", str(work / "valkey.log"),
     ]  # fmt: skip
+    if cluster:
+        command += [
+            "--cluster-enabled", "yes",
+            "--cluster-port", str(bus_port),
+            "--cluster-config-file", str(work / "nodes.conf"),
+            "--cluster-node-timeout", "5000",
+        ]  # fmt: skip
     process = subprocess.Popen(
         command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent
     )
-    return ClusterNode(port, bus_port, process)
+    return ValkeyNode(port, bus_port, process)
 
 
 def _wait(condition: str, check: Callable[[], object]) -> None:
@@ -91,7 +96,7 @@ def _wait(condition: str, check: Callable[[], object]) -> None:
         time.sleep(0.05)
 
 
-def _form_cluster(nodes: list[ClusterNode]) -> None:
+def _form_cluster(nodes: list[ValkeyNode]) -> None:
     for node in nodes:
         _wait(f"node {node.port} answers", partial(node.command, "PING"))
     share = SLOTS // len(nodes)
@@ -113,7 +118,7 @@ def _form_cluster(nodes: list[ClusterNode]) -> None:
     _wait("cluster_state:ok on every node", ready)
 
 
-def _stop(nodes: list[ClusterNode]) -> None:
+def _stop(nodes: list[ValkeyNode]) -> None:
     for node in nodes:
         if node.process.poll() is None:
             node.process.terminate()
@@ -126,20 +131,31 @@ def _stop(nodes: list[ClusterNode]) -> None:
 
 
 @contextlib.contextmanager
-def running_cluster(directory: Path) -> Iterator[list[ClusterNode]]:
+def running_cluster(directory: Path) -> Iterator[list[ValkeyNode]]:
     """Start a 3-node cluster in ``directory``; stop every node when the block exits."""
-    nodes: list[ClusterNode] = []
+    nodes: list[ValkeyNode] = []
     try:
         for _ in range(NODES):
-            nodes.append(_start_node(directory))
+            nodes.append(_start_node(directory, cluster=True))
         _form_cluster(nodes)
         yield nodes
     finally:
         _stop(nodes)
 
 
+@contextlib.contextmanager
+def running_valkey(directory: Path) -> Iterator[ValkeyNode]:
+    """One standalone Valkey of the test's own, to stop, freeze or kill at will."""
+    node = _start_node(directory, cluster=False)
+    try:
+        _wait(f"node {node.port} answers", partial(node.command, "PING"))
+        yield node
+    finally:
+        _stop([node])
+
+
 @pytest.fixture(scope="session")
-def cluster_nodes() -> Iterator[list[ClusterNode]]:
+def cluster_nodes() -> Iterator[list[ValkeyNode]]:
     """The session's 3-node Redis Cluster."""
     with (
         tempfile.TemporaryDirectory(prefix="walletgate-cluster-") as directory,
@@ -149,19 +165,19 @@ def cluster_nodes() -> Iterator[list[ClusterNode]]:
 
 
 @pytest.fixture(scope="session")
-def redis_cluster_url(cluster_nodes: list[ClusterNode]) -> str:
+def redis_cluster_url(cluster_nodes: list[ValkeyNode]) -> str:
     """walletgate's URL for the session's cluster (any node finds the others)."""
     return f"redis+cluster://127.0.0.1:{cluster_nodes[0].port}"
 
 
-def flush_cluster(nodes: list[ClusterNode]) -> None:
+def flush_cluster(nodes: list[ValkeyNode]) -> None:
     """FLUSHALL on every node: the whole cluster loses its data, as after a restart."""
     for node in nodes:
         node.command("FLUSHALL")
 
 
 @pytest_asyncio.fixture
-async def redis_cluster(cluster_nodes: list[ClusterNode]) -> AsyncIterator[RedisCluster]:
+async def redis_cluster(cluster_nodes: list[ValkeyNode]) -> AsyncIterator[RedisCluster]:
     """A client on the flushed session cluster (bytes responses)."""
     flush_cluster(cluster_nodes)
     client = RedisCluster(host="127.0.0.1", port=cluster_nodes[0].port, decode_responses=False)

@@ -1,0 +1,197 @@
+"""Settlement and failure end to end: real gateways, a backend that stalls, refuses or
+cuts the connection in front of the real devnet, and a Redis that stops or dies.
+
+- a client that disconnects mid-request does not stop its spend from being settled,
+  exactly once (committed when the backend accepted, refunded when it refused);
+- an unknown outcome keeps counting, also after Redis lost every counter;
+- with Redis frozen or gone, spends are refused as unavailable and never forwarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+
+from tests.support.cluster import running_valkey
+from tests.support.devnet import Devnet
+from tests.support.fleet import Fleet, StallingBackend, running_fleet
+from tests.test_concurrency import document, fresh_recipient, transfer
+
+
+@pytest_asyncio.fixture(scope="module")
+async def stalling(devnet: Devnet) -> AsyncIterator[StallingBackend]:
+    async with StallingBackend(devnet.url) as backend:
+        yield backend
+
+
+@pytest_asyncio.fixture(scope="module")
+async def fleet(
+    postgres_server_url: str,
+    migrated_template: str,
+    redis_server_url: str,
+    devnet: Devnet,
+    stalling: StallingBackend,
+) -> AsyncIterator[Fleet]:
+    client = aioredis.Redis.from_url(redis_server_url)
+    await client.flushall()
+    await client.aclose()
+    async with running_fleet(
+        postgres_server_url=postgres_server_url,
+        migrated_template=migrated_template,
+        redis_url=redis_server_url,
+        backend_url=stalling.url,
+        chain_id=devnet.chain_id,
+        document=document(devnet.chain_id, "warmup", 10**18),
+        agent="spender",
+        count=2,
+    ) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def forwarding(stalling: StallingBackend) -> None:
+    stalling.delay, stalling.mode = 0.0, "forward"
+
+
+async def abandon(fleet: Fleet, params: list[Any]) -> None:
+    """Send a spend and hang up before the answer comes."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3)) as session:
+        with pytest.raises(TimeoutError):
+            await fleet.call(session, 0, "eth_sendTransaction", params)
+
+
+async def settled_rows(fleet: Fleet, recipient: str, count: int = 1) -> list[Any]:
+    """The audit rows of the ``count`` allowed spends to ``recipient``, once settled."""
+    for _ in range(300):
+        rows = await fleet.rows(
+            """SELECT id, status, tx_hash FROM transactions
+                WHERE request #>> '{params,0,to}' = $1 AND decision = 'allow'
+                ORDER BY created_at""",
+            recipient,
+        )
+        if len(rows) == count and all(row["status"] != "pending" for row in rows):
+            return rows
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the spends to {recipient} were never settled")
+
+
+async def reservation_records(redis_url: str, tx_id: object) -> list[bytes | str]:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        return list(await client.keys(f"*:res:{tx_id}"))
+    finally:
+        await client.aclose()
+
+
+async def test_a_client_that_hangs_up_does_not_stop_the_commit(
+    fleet: Fleet, devnet: Devnet, stalling: StallingBackend, redis_server_url: str
+) -> None:
+    fleet.apply(document(devnet.chain_id, "hangup-commit", 10))
+    recipient = fresh_recipient()
+    stalling.delay = 1.5
+    await abandon(fleet, transfer(recipient, 3))
+    (row,) = await settled_rows(fleet, recipient)
+    assert row["status"] == "committed"
+    receipt = await devnet.rpc("eth_getTransactionReceipt", [row["tx_hash"]])
+    assert int(receipt["status"], 16) == 1
+    assert await reservation_records(redis_server_url, row["id"]) == []
+    stalling.delay = 0.0
+    over = await fleet.rpc(1, "eth_sendTransaction", transfer(recipient, 8))
+    assert over["error"]["data"]["reason"] == "cumulative_cap_exceeded"
+    assert "result" in await fleet.rpc(1, "eth_sendTransaction", transfer(recipient, 7))
+    assert await devnet.balance(recipient) == 10
+
+
+async def test_a_client_that_hangs_up_does_not_stop_the_refund(
+    fleet: Fleet, devnet: Devnet, stalling: StallingBackend, redis_server_url: str
+) -> None:
+    fleet.apply(document(devnet.chain_id, "hangup-refund", 10))
+    recipient = fresh_recipient()
+    stalling.delay, stalling.mode = 1.5, "refuse"
+    await abandon(fleet, transfer(recipient, 6))
+    (row,) = await settled_rows(fleet, recipient)
+    assert row["status"] == "refunded"
+    assert await reservation_records(redis_server_url, row["id"]) == []
+    stalling.delay, stalling.mode = 0.0, "forward"
+    assert "result" in await fleet.rpc(1, "eth_sendTransaction", transfer(recipient, 10))
+    assert await devnet.balance(recipient) == 10
+
+
+async def test_unknown_outcomes_keep_counting_after_redis_loses_everything(
+    fleet: Fleet, devnet: Devnet, stalling: StallingBackend, redis_server_url: str
+) -> None:
+    fleet.apply(document(devnet.chain_id, "unknown", 100))
+    recipient = fresh_recipient()
+    assert "result" in await fleet.rpc(0, "eth_sendTransaction", transfer(recipient, 60))
+    stalling.mode = "cut"  # the devnet gets it, walletgate never hears back
+    cut = await fleet.rpc(1, "eth_sendTransaction", transfer(recipient, 30))
+    assert cut["error"]["code"] == -32002
+    assert cut["error"]["data"]["reason"] == "backend_unknown"
+    stalling.mode = "forward"
+    rows = await settled_rows(fleet, recipient, 2)
+    assert [row["status"] for row in rows] == ["committed", "unknown"]
+    client = aioredis.Redis.from_url(redis_server_url)
+    await client.flushall()
+    await client.aclose()
+    refused = await fleet.rpc(0, "eth_sendTransaction", transfer(recipient, 20))
+    assert refused["error"]["data"]["reason"] == "cumulative_cap_exceeded"
+    assert "result" in await fleet.rpc(1, "eth_sendTransaction", transfer(recipient, 10))
+    assert await devnet.balance(recipient) == 100  # the unknown one was mined after all
+
+
+# -- Redis stopped or gone --------------------------------------------------------------------
+
+
+@pytest_asyncio.fixture
+async def lonely_fleet(
+    postgres_server_url: str, migrated_template: str, devnet: Devnet
+) -> AsyncIterator[tuple[Fleet, Any]]:
+    """One gateway on a Redis of its own, which the test may freeze or kill."""
+    with (
+        tempfile.TemporaryDirectory(prefix="walletgate-lonely-") as directory,
+        running_valkey(Path(directory)) as node,
+    ):
+        async with running_fleet(
+            postgres_server_url=postgres_server_url,
+            migrated_template=migrated_template,
+            redis_url=f"redis://127.0.0.1:{node.port}/0",
+            backend_url=devnet.url,
+            chain_id=devnet.chain_id,
+            document=document(devnet.chain_id, "lonely", 10**6),
+            agent="spender",
+            count=1,
+        ) as running:
+            try:
+                yield running, node.process
+            finally:
+                node.process.send_signal(signal.SIGCONT)
+
+
+async def test_spends_are_refused_and_not_forwarded_while_redis_is_frozen_or_gone(
+    lonely_fleet: tuple[Fleet, Any], devnet: Devnet
+) -> None:
+    fleet, valkey = lonely_fleet
+    recipient = fresh_recipient()
+    assert "result" in await fleet.rpc(0, "eth_sendTransaction", transfer(recipient, 1))
+    valkey.send_signal(signal.SIGSTOP)  # slow: nothing answers within redis_timeout
+    frozen = await fleet.rpc(0, "eth_sendTransaction", transfer(recipient, 2))
+    read = await fleet.rpc(0, "eth_blockNumber", [])
+    valkey.send_signal(signal.SIGCONT)
+    assert frozen["error"]["code"] == -32002
+    assert frozen["error"]["data"]["reason"] == "unavailable"
+    assert read["error"]["code"] == -32002  # reads_fail_open is off by default
+    assert "result" in await fleet.rpc(0, "eth_sendTransaction", transfer(recipient, 4))
+    valkey.kill()
+    valkey.wait()
+    gone = await fleet.rpc(0, "eth_sendTransaction", transfer(recipient, 8))
+    assert gone["error"]["code"] == -32002
+    assert await devnet.balance(recipient) == 1 + 4
