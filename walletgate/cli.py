@@ -32,6 +32,8 @@ _COMMANDS: dict[tuple[str, ...], str] = {
     ("agents", "token", "list"): "walletgate.storage.token_commands:run_list",
     ("simulate",): "walletgate.proxy.simulate:run_simulate",
     ("tx", "list"): "walletgate.storage.audit_commands:run_tx_list",
+    ("freeze",): "walletgate.storage.freeze_commands:run_freeze",
+    ("unfreeze",): "walletgate.storage.freeze_commands:run_unfreeze",
 }
 
 
@@ -107,7 +109,27 @@ def _parser() -> argparse.ArgumentParser:
     tlist2.add_argument("--until", help="ISO-8601 time")
     tlist2.add_argument("--limit", type=int, default=50)
     tlist2.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    freeze = sub.add_parser(
+        "freeze", help="the kill switch: refuse every spend of an agent, a wallet or everyone"
+    )
+    _freeze_targets(freeze, listing=True)
+    freeze.add_argument("--reason", help="why (required to freeze; kept in the freeze log)")
+    freeze.add_argument("--lifted", action="store_true", help="with --list: lifted ones too")
+    unfreeze = sub.add_parser("unfreeze", help="lift a freeze")
+    _freeze_targets(unfreeze, listing=False)
+    unfreeze.add_argument("--reason", help="why (kept in the freeze log)")
+
     return parser
+
+
+def _freeze_targets(parser: argparse.ArgumentParser, *, listing: bool) -> None:
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--agent", help="an agent id")
+    target.add_argument("--wallet", help="a wallet id")
+    target.add_argument("--all", action="store_true", help="every agent and wallet")
+    if listing:
+        target.add_argument("--list", action="store_true", help="show the freezes in force")
 
 
 def _command_path(args: argparse.Namespace) -> tuple[str, ...]:

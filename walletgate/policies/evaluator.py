@@ -3,7 +3,8 @@
 Pure: no I/O, no clock, no globals. ``evaluate`` runs, in order,
 
 1. admission (``policies.admission``): a well-formed spending or signing request, for a
-   wallet the agent owns on the backend's chain, bound to no other chain;
+   wallet the agent owns on the backend's chain, bound to no other chain; then the
+   kill switch: a freeze on everyone, the agent or the wallet refuses it (``frozen``);
 2. applicability: the enabled policies of the wallet, its agent and its owner; with none,
    the request is refused (``no_policy``);
 3. coverage (``policies.coverage``): every intent needs some rule that speaks for it;
@@ -30,7 +31,7 @@ from walletgate.policies.claims import request_rate_claims
 from walletgate.policies.coverage import coverage_gaps
 from walletgate.policies.decision import CounterClaim, Decision, Finding, Outcome, Reason
 from walletgate.policies.facts import Exposure, RequestFacts, measure, resolve_movements
-from walletgate.policies.model import Policy, PolicySet
+from walletgate.policies.model import Freeze, Policy, PolicySet
 from walletgate.policies.request import SpendRequest
 from walletgate.policies.rules import Verdict, judge
 
@@ -76,6 +77,9 @@ def evaluate(request: SpendRequest, policies: PolicySet, now: datetime) -> Decis
     admitted = admit(request, policies)
     if isinstance(admitted, Refusal):
         return _refused(admitted, exposure)
+    freeze = policies.freeze_for(request.agent_id, admitted.id)
+    if freeze is not None:
+        return _refused(Refusal(Reason.FROZEN, frozen_message(freeze)), exposure)
     applicable = policies.policies_for(admitted)
     if not applicable:
         refusal = Refusal(
@@ -92,6 +96,12 @@ def evaluate(request: SpendRequest, policies: PolicySet, now: datetime) -> Decis
     gaps = coverage_gaps(facts, policies, [rule for _, rule in rules])
     findings = sorted((*gaps, *(verdict.finding for verdict in verdicts)), key=finding_order)
     return _decide(tuple(findings), verdicts, exposure, applicable)
+
+
+def frozen_message(freeze: Freeze) -> str:
+    """Why a frozen request is refused: what is frozen, by whom, since when, and why."""
+    since = freeze.frozen_at.isoformat(timespec="seconds")
+    return f"{freeze.describe()} is frozen (by {freeze.frozen_by} at {since}: {freeze.reason})"
 
 
 def finding_order(finding: Finding) -> tuple[object, ...]:

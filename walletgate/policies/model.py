@@ -238,6 +238,26 @@ class Policy:
     version: int = 1
 
 
+@dataclass(frozen=True, slots=True)
+class Freeze:
+    """The kill switch, pulled for one agent, one wallet or (``scope`` "all") everyone."""
+
+    scope: str  # "all" | "agent" | "wallet"
+    target: str | None  # the agent or wallet id; None for "all"
+    reason: str
+    frozen_by: str
+    frozen_at: datetime
+
+    def describe(self) -> str:
+        """What is frozen, for humans (see :func:`describe_frozen`)."""
+        return describe_frozen(self.scope, self.target)
+
+
+def describe_frozen(scope: str, target: str | None) -> str:
+    """``"agent 'trader'"``, ``"wallet 'hot'"`` or ``"every agent and wallet"``."""
+    return "every agent and wallet" if target is None else f"{scope} {target!r}"
+
+
 @dataclass(frozen=True)
 class PolicySet:
     """Everything the evaluator needs, as one immutable snapshot with a version stamp.
@@ -252,6 +272,8 @@ class PolicySet:
     wallets: Mapping[str, Wallet] = field(default_factory=dict)
     assets: Mapping[str, Asset] = field(default_factory=dict)
     policies: tuple[Policy, ...] = ()
+    #: Active freezes: a frozen agent or wallet (or everyone) may not spend or sign.
+    frozen: tuple[Freeze, ...] = ()
     _wallet_index: dict[tuple[int, str], Wallet] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
@@ -272,6 +294,15 @@ class PolicySet:
             if policy.enabled:
                 grouped.setdefault((policy.scope, policy.target), []).append(policy)
         self._scope_index.update({key: tuple(value) for key, value in grouped.items()})
+
+    def freeze_for(self, agent_id: str, wallet_id: str | None = None) -> Freeze | None:
+        """The freeze that stops ``agent_id`` (acting for ``wallet_id``), if any: one on
+        everyone first, then on the agent, then on the wallet."""
+        rank = {("all", None): 0, ("agent", agent_id): 1}
+        if wallet_id is not None:
+            rank[("wallet", wallet_id)] = 2
+        applying = [f for f in self.frozen if (f.scope, f.target) in rank]
+        return min(applying, key=lambda f: rank[(f.scope, f.target)], default=None)
 
     def wallet_by_address(self, chain_id: int, address: str) -> Wallet | None:
         """The wallet with this canonical address on this chain, if walletgate knows it."""

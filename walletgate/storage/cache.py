@@ -27,7 +27,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
 
@@ -53,6 +53,7 @@ from walletgate.storage.cache_keys import (
     STATE_VERSION_KEY,
     token_key,
 )
+from walletgate.storage.freezes import load_active_freezes
 from walletgate.storage.policy_repo import load_document, load_policy_versions
 from walletgate.storage.redis_client import RedisClient
 from walletgate.storage.redis_guard import CacheUnavailable, redis_errors
@@ -129,7 +130,8 @@ async def _load_state(pool: asyncpg.Pool, loader: DocumentLoader) -> StateEntry:
             version = await current_state_version(conn)
             document = await loader(conn)
             policy_versions = await load_policy_versions(conn)
-    return StateEntry(version, document, policy_versions)
+            freezes = await load_active_freezes(conn)
+    return StateEntry(version, document, policy_versions, freezes)
 
 
 async def _store_state(redis: RedisClient, state: StateEntry, ttl: int) -> int:
@@ -264,7 +266,8 @@ class StateCache:
         self._installs += 1
         if self._snapshot is not None and self._snapshot.version == state.version:
             return self._snapshot  # one version is one state: nothing to recompile
-        policies = self._compiler(state.document, state.version, state.policy_versions)
+        compiled = self._compiler(state.document, state.version, state.policy_versions)
+        policies = replace(compiled, frozen=state.freezes)
         self._state = state
         self._snapshot = Snapshot(state.version, policies)
         self._tokens.clear()

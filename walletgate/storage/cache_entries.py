@@ -14,16 +14,20 @@ from uuid import UUID
 
 import orjson
 
+from walletgate.policies.model import Freeze
+from walletgate.storage.freezes import freeze_to_json, freezes_from_json
 from walletgate.storage.tokens import TokenInfo
 
 
 @dataclass(frozen=True, slots=True)
 class StateEntry:
-    """A state version with its policy document and each policy's row version."""
+    """A state version with its policy document, each policy's row version and the
+    freezes in force."""
 
     version: int
     document: Mapping[str, Any]
     policy_versions: Mapping[str, int]
+    freezes: tuple[Freeze, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,7 @@ def encode_state(state: StateEntry) -> bytes:
             "version": state.version,
             "document": state.document,
             "policy_versions": state.policy_versions,
+            "freezes": [freeze_to_json(freeze) for freeze in state.freezes],
         }
     )
 
@@ -63,7 +68,8 @@ def decode_state(raw: bytes | str | None) -> StateEntry | None:
         entry = orjson.loads(raw)
         version, document = entry["version"], entry["document"]
         policy_versions = entry["policy_versions"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
+        freezes = freezes_from_json(entry["freezes"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
     if not (
         isinstance(version, int)
@@ -71,7 +77,7 @@ def decode_state(raw: bytes | str | None) -> StateEntry | None:
         and isinstance(policy_versions, dict)
     ):
         return None
-    return StateEntry(version, document, policy_versions)
+    return StateEntry(version, document, policy_versions, freezes)
 
 
 def encode_token(version: int, info: TokenInfo | None) -> bytes:

@@ -24,7 +24,7 @@ from walletgate.storage.tokens import (
 )
 
 
-def _actor(settings: Settings) -> str:
+def actor_of(settings: Settings) -> str:
     """Who is acting, for ``created_by`` / ``revoked_by``: the setting, else the OS user."""
     if settings.actor:
         return settings.actor
@@ -54,7 +54,7 @@ def _issued_text(issued: IssuedToken, settings: Settings) -> str:
 async def run_issue(args: argparse.Namespace, settings: Settings) -> int:
     """Issue a token for ``args.agent`` and print it once, with how to use it."""
     async with open_stores(settings) as stores:
-        issued = await issue_token(stores.pool, args.agent, actor=_actor(settings))
+        issued = await issue_token(stores.pool, args.agent, actor=actor_of(settings))
     print(_issued_text(issued, settings))
     return 0
 
@@ -64,7 +64,7 @@ async def run_revoke(args: argparse.Namespace, settings: Settings) -> int:
     async with open_stores(settings) as stores:
         try:
             async with stores.pool.acquire() as conn:
-                record, _version = await revoke_token(conn, args.token_id, actor=_actor(settings))
+                record, _version = await revoke_token(conn, args.token_id, actor=actor_of(settings))
         except TokenAlreadyRevoked as exc:
             print(f"walletgate: {exc}; nothing to do", file=sys.stderr)
             return 0
