@@ -34,6 +34,7 @@ _COMMANDS: dict[tuple[str, ...], str] = {
     ("tx", "list"): "walletgate.storage.audit_commands:run_tx_list",
     ("freeze",): "walletgate.storage.freeze_commands:run_freeze",
     ("unfreeze",): "walletgate.storage.freeze_commands:run_unfreeze",
+    ("reconcile",): "walletgate.storage.reconcile:run_reconcile",
 }
 
 
@@ -119,6 +120,23 @@ def _parser() -> argparse.ArgumentParser:
     unfreeze = sub.add_parser("unfreeze", help="lift a freeze")
     _freeze_targets(unfreeze, listing=False)
     unfreeze.add_argument("--reason", help="why (kept in the freeze log)")
+
+    reconcile = sub.add_parser(
+        "reconcile", help="settle spends whose outcome is unknown by asking the backend"
+    )
+    reconcile.add_argument(
+        "--pending-older-than",
+        default="10m",
+        metavar="DURATION",
+        help="also settle 'pending' rows this old (a gateway died mid-flight; default 10m)",
+    )
+    reconcile.add_argument(
+        "--max-blocks",
+        type=int,
+        default=5000,
+        help="blocks to search for a transaction known only by sender and nonce",
+    )
+    reconcile.add_argument("--dry-run", action="store_true", help="report, change nothing")
 
     return parser
 

@@ -132,9 +132,11 @@ class StallingBackend:
 
     For spending calls (``eth_send*``) the test sets what happens: ``delay`` seconds of
     waiting first, then ``mode``: ``"forward"`` (pass on, answer), ``"refuse"`` (answer
-    a JSON-RPC error without passing on: a definite failure) or ``"cut"`` (pass on,
-    then drop the connection without answering: the outcome is unknown to walletgate,
-    although the chain has the transaction). Other calls are always passed on.
+    a JSON-RPC error without passing on: a definite failure), ``"cut"`` (pass on, then
+    drop the connection without answering: the outcome is unknown to walletgate,
+    although the chain has the transaction) or ``"drop"`` (drop the connection without
+    passing on: unknown to walletgate, and the chain never saw it). Other calls are
+    always passed on.
     """
 
     def __init__(self, upstream: str) -> None:
@@ -152,6 +154,10 @@ class StallingBackend:
         spending = isinstance(call, dict) and str(call.get("method", "")).startswith("eth_send")
         if spending and self.delay:
             await asyncio.sleep(self.delay)
+        if spending and self.mode == "drop":
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response()
         if spending and self.mode == "refuse":
             error = {"code": -32000, "message": "insufficient funds for gas * price + value"}
             return web.json_response({"jsonrpc": "2.0", "id": call.get("id"), "error": error})

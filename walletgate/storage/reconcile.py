@@ -1,0 +1,328 @@
+"""``walletgate reconcile``: settle spends whose outcome walletgate never learnt.
+
+A spend is ``unknown`` when the backend did not answer (timeout, reset); it may have
+been broadcast, so its reservation keeps counting. A spend still ``pending`` long after
+it was sent belongs to a gateway that died mid-flight. For each such row this command
+asks the row's backend what became of it, then settles it exactly once, as the gateway
+would have: **commit** (mined: the amount stays counted, the row says ``committed``)
+or **refund** (it can never be mined: the counters get the amount back through the
+reservation records, the row says ``refunded``), or leaves it as it is and says why.
+
+Refunding needs proof that the transaction can never be mined; a signed transaction
+can be broadcast by anyone who holds it, so "the backend does not know it" is not
+proof. What is: another transaction of the same sender mined with the same nonce.
+
+- known hash (raw transactions, or a hash the backend returned): a receipt means
+  mined; else in the mempool means wait; else a used nonce means refund;
+- ``eth_sendTransaction`` with an explicit nonce: once the sender's nonce has moved
+  past it, the mined transaction with that nonce is searched for in recent blocks:
+  the same transaction means commit, a different one means refund;
+- anything else (no hash and no nonce, ``eth_signTransaction``, ``wallet_sendCalls``)
+  stays unknown: walletgate cannot tell, and says so.
+
+:func:`judge` is the pure decision; :func:`observe` asks the backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+import aiohttp
+import asyncpg
+
+from walletgate.config.durations import parse_duration
+from walletgate.config.settings import Backend, Settings, SettingsError
+from walletgate.intents import DecodeError
+from walletgate.proxy.backend import BackendClient, BackendError, new_session
+from walletgate.proxy.evm.decode import decode_call
+from walletgate.storage.counters import (
+    Counters,
+    CountersUnavailable,
+    claims_from_json,
+    reservation_of,
+)
+from walletgate.storage.rebuild import PostgresClaimHistory, claims_from_row
+from walletgate.storage.runtime import open_stores
+
+
+class Action(StrEnum):
+    COMMIT = "commit"
+    REFUND = "refund"
+    KEEP = "keep"
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A row to reconcile, with what its request says about the transaction."""
+
+    id: UUID
+    created_at: datetime
+    status: str
+    method: str
+    backend: str
+    wallet: str | None
+    nonce: int | None
+    tx_hash: str | None
+    request_tx: Mapping[str, Any] | None  # the transaction object of eth_sendTransaction
+    claims: Sequence[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ChainView:
+    """What the backend said about a candidate (``None``: not asked or not known)."""
+
+    receipt: Mapping[str, Any] | None = None
+    in_mempool: bool = False
+    account_nonce: int | None = None  # the sender's next nonce at the latest block
+    same_nonce_tx: Mapping[str, Any] | None = None  # the mined transaction with its nonce
+    searched_blocks: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    action: Action
+    why: str
+    tx_hash: str | None = None
+
+
+def _quantity(value: Any) -> int:
+    return int(str(value), 16) if isinstance(value, str) else int(value or 0)
+
+
+def same_transaction(request_tx: Mapping[str, Any], mined: Mapping[str, Any]) -> bool:
+    """True when a mined transaction is the one the request asked for (to, value, data)."""
+    to = request_tx.get("to")
+    data = request_tx.get("data", request_tx.get("input")) or "0x"
+    return (
+        (str(to).lower() if to else None) == (str(mined["to"]).lower() if mined.get("to") else None)
+        and _quantity(request_tx.get("value")) == _quantity(mined.get("value"))
+        and str(data).lower() == str(mined.get("input") or "0x").lower()
+    )
+
+
+def nonce_used(candidate: Candidate, account_nonce: int | None) -> bool:
+    """True when the sender's nonce has moved past the candidate's: a transaction with
+    that nonce was mined, and no other one with it ever can be."""
+    nonce = candidate.nonce
+    return nonce is not None and account_nonce is not None and account_nonce > nonce
+
+
+def judge(candidate: Candidate, chain: ChainView) -> Verdict:
+    """Commit, refund or keep ``candidate``, given what the backend said (pure)."""
+    nonce = candidate.nonce
+    used = nonce_used(candidate, chain.account_nonce)
+    if candidate.tx_hash is not None:
+        if chain.receipt is not None:
+            block = _quantity(chain.receipt.get("blockNumber"))
+            return Verdict(Action.COMMIT, f"mined in block {block}", candidate.tx_hash)
+        if chain.in_mempool:
+            return Verdict(Action.KEEP, "waiting in the backend's mempool")
+        if used:
+            return Verdict(
+                Action.REFUND, f"never mined, and nonce {nonce} was used by another transaction"
+            )
+        return Verdict(
+            Action.KEEP,
+            "unknown to the backend, but its nonce is still open: the signed transaction "
+            "could still be broadcast",
+        )
+    if candidate.method != "eth_sendTransaction" or candidate.request_tx is None:
+        return Verdict(Action.KEEP, f"{candidate.method} left no transaction hash to look for")
+    if nonce is None:
+        return Verdict(
+            Action.KEEP,
+            "no transaction hash and no nonce in the request: walletgate cannot tell whether "
+            "the backend sent it; check the wallet's history",
+        )
+    if not used:
+        return Verdict(Action.KEEP, f"nonce {nonce} of {candidate.wallet} is still open")
+    if chain.same_nonce_tx is None:
+        return Verdict(
+            Action.KEEP,
+            f"nonce {nonce} was used, but not by any transaction in the last "
+            f"{chain.searched_blocks} blocks",
+        )
+    mined_hash = str(chain.same_nonce_tx["hash"]).lower()
+    if same_transaction(candidate.request_tx, chain.same_nonce_tx):
+        return Verdict(Action.COMMIT, f"mined as {mined_hash}", mined_hash)
+    return Verdict(Action.REFUND, f"nonce {nonce} was used by another transaction ({mined_hash})")
+
+
+def candidate_of(row: Mapping[str, Any]) -> Candidate | str:
+    """The candidate of an audit row, or why its request cannot be read."""
+    request = row["request"]
+    request = json.loads(request) if isinstance(request, str) else request
+    params = request.get("params") if isinstance(request, dict) else None
+    try:
+        decoded = decode_call(row["method"], params, chain_id=row["chain_id"])
+    except DecodeError as exc:
+        return f"its request cannot be decoded ({exc})"
+    request_tx = None
+    if row["method"] == "eth_sendTransaction" and isinstance(params, list) and params:
+        request_tx = params[0] if isinstance(params[0], dict) else None
+    return Candidate(
+        id=row["id"],
+        created_at=row["created_at"],
+        status=row["status"],
+        method=row["method"],
+        backend=row["backend"],
+        wallet=decoded.wallet,
+        nonce=decoded.nonce,
+        tx_hash=row["tx_hash"] or decoded.tx_hash,
+        request_tx=request_tx,
+        claims=claims_from_row(row["claims"]),
+    )
+
+
+async def _find_by_nonce(
+    backend: BackendClient, wallet: str, nonce: int, since: datetime, max_blocks: int
+) -> tuple[Mapping[str, Any] | None, int]:
+    """The mined transaction of ``wallet`` with ``nonce``, searching back from the latest
+    block to ``since`` (at most ``max_blocks``); and how many blocks were searched."""
+    latest = _quantity(await backend.call("eth_blockNumber", []))
+    searched = 0
+    for number in range(latest, max(-1, latest - max_blocks), -1):
+        block = await backend.call("eth_getBlockByNumber", [hex(number), True])
+        searched += 1
+        if not isinstance(block, dict):
+            break
+        for tx in block.get("transactions") or []:
+            if (
+                isinstance(tx, dict)
+                and str(tx.get("from", "")).lower() == wallet
+                and _quantity(tx.get("nonce")) == nonce
+            ):
+                return tx, searched
+        if _quantity(block.get("timestamp")) < since.timestamp():
+            break
+    return None, searched
+
+
+async def observe(candidate: Candidate, backend: BackendClient, max_blocks: int) -> ChainView:
+    """Ask the backend what it knows about ``candidate``'s transaction."""
+    account_nonce = None
+    if candidate.wallet is not None and candidate.nonce is not None:
+        count = await backend.call("eth_getTransactionCount", [candidate.wallet, "latest"])
+        account_nonce = _quantity(count)
+    if candidate.tx_hash is not None:
+        receipt = await backend.call("eth_getTransactionReceipt", [candidate.tx_hash])
+        if isinstance(receipt, dict):
+            return ChainView(receipt=receipt, account_nonce=account_nonce)
+        pending = await backend.call("eth_getTransactionByHash", [candidate.tx_hash])
+        return ChainView(in_mempool=isinstance(pending, dict), account_nonce=account_nonce)
+    if (
+        candidate.wallet is not None
+        and candidate.nonce is not None
+        and nonce_used(candidate, account_nonce)
+    ):
+        # Search back to a little before the request: clocks of the gateway and the
+        # chain need not agree.
+        since = candidate.created_at - timedelta(minutes=10)
+        found, searched = await _find_by_nonce(
+            backend, candidate.wallet, candidate.nonce, since, max_blocks
+        )
+        return ChainView(account_nonce=account_nonce, same_nonce_tx=found, searched_blocks=searched)
+    return ChainView(account_nonce=account_nonce)
+
+
+_CANDIDATES = """
+SELECT id, created_at, status, method, backend, chain_id, request, tx_hash, claims
+  FROM transactions
+ WHERE status = 'unknown' OR (status = 'pending' AND created_at < now() - $1::interval)
+ ORDER BY created_at, id
+"""
+
+# Only a row still unsettled is settled: a gateway that finished meanwhile wins.
+_SETTLE = """
+UPDATE transactions
+   SET status = $2, tx_hash = coalesce($3, tx_hash), settled_at = now(),
+       backend_error = coalesce(backend_error, '{}'::jsonb) || $4::jsonb
+ WHERE id = $1 AND status IN ('unknown', 'pending')
+"""
+
+
+async def settle(
+    pool: asyncpg.Pool, counters: Counters, candidate: Candidate, verdict: Verdict
+) -> None:
+    """Apply ``verdict``: counters first (exactly once, through the reservation records),
+    then the row, so an interrupted run leaves the row for the next one."""
+    reservation = reservation_of(str(candidate.id), claims_from_json(candidate.claims))
+    if verdict.action is Action.COMMIT:
+        await counters.commit(reservation)
+        status = "committed"
+    else:
+        await counters.refund(reservation)
+        status = "refunded"
+    note = json.dumps({"reconciled": verdict.why})
+    await pool.execute(_SETTLE, candidate.id, status, verdict.tx_hash, note)
+
+
+async def run_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    """CLI handler: settle unknown (and stale pending) spends; print one line each."""
+    try:
+        stale = timedelta(seconds=parse_duration(args.pending_older_than))
+    except ValueError as exc:
+        raise SettingsError(f"--pending-older-than: {exc}") from None
+    if args.max_blocks < 1:
+        raise SettingsError("--max-blocks must be at least 1")
+    tally = dict.fromkeys(Action, 0)
+    async with open_stores(settings) as stores, new_session(settings) as session:
+        reconciler = _Reconciler(
+            {backend.name: backend for backend in settings.all_backends()},
+            session,
+            Counters(stores.redis, PostgresClaimHistory(stores.pool)),
+            stores.pool,
+            args.max_blocks,
+            args.dry_run,
+        )
+        rows = await stores.pool.fetch(_CANDIDATES, stale)
+        for row in rows:
+            verdict = await reconciler.reconcile(row)
+            tally[verdict.action] += 1
+            print(f"{row['id']} {row['method']} ({row['status']}): {verdict.action}: {verdict.why}")
+    prefix = "would " if args.dry_run else ""
+    print(
+        f"{len(rows)} to reconcile: {prefix}commit {tally[Action.COMMIT]}, "
+        f"{prefix}refund {tally[Action.REFUND]}, {tally[Action.KEEP]} left as they are"
+    )
+    return 0
+
+
+@dataclass(frozen=True)
+class _Reconciler:
+    backends: Mapping[str, Backend]
+    session: aiohttp.ClientSession
+    counters: Counters
+    pool: asyncpg.Pool
+    max_blocks: int
+    dry_run: bool
+
+    async def reconcile(self, row: asyncpg.Record) -> Verdict:
+        """Judge one row and, unless this is a dry run, settle it."""
+        candidate = candidate_of(row)
+        if isinstance(candidate, str):
+            return Verdict(Action.KEEP, candidate)
+        config = self.backends.get(candidate.backend)
+        if config is None:
+            return Verdict(Action.KEEP, f"backend {candidate.backend!r} is not configured here")
+        try:
+            chain = await observe(candidate, BackendClient(config, self.session), self.max_blocks)
+        except BackendError as exc:
+            return Verdict(Action.KEEP, f"the backend could not tell: {exc}")
+        verdict = judge(candidate, chain)
+        if verdict.action is Action.KEEP or self.dry_run:
+            return verdict
+        try:
+            await settle(self.pool, self.counters, candidate, verdict)
+        except CountersUnavailable as exc:
+            return Verdict(Action.KEEP, f"{verdict.why}, but the counters are unavailable: {exc}")
+        except ValueError as exc:  # claims in the row that cannot be read back
+            return Verdict(Action.KEEP, f"{verdict.why}, but its claims are unreadable: {exc}")
+        return verdict
