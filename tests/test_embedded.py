@@ -111,8 +111,8 @@ async def assert_servers_answer(servers: EmbeddedServers) -> None:
         await client.aclose()
 
 
-async def test_embedded_default_starts_migrates_serves_and_stops(tmp_path: Path) -> None:
-    data_dir = tmp_path / "wg"
+async def test_embedded_default_starts_migrates_serves_and_stops(embedded_data_dir: Path) -> None:
+    data_dir = embedded_data_dir
     settings = Settings(data_dir=data_dir)
     assert settings.embedded
 
@@ -132,8 +132,10 @@ async def test_embedded_default_starts_migrates_serves_and_stops(tmp_path: Path)
     assert server_processes(data_dir) == []
 
 
-async def test_processes_sharing_a_data_dir_share_one_pair_of_servers(tmp_path: Path) -> None:
-    data_dir = tmp_path / "wg"
+async def test_processes_sharing_a_data_dir_share_one_pair_of_servers(
+    embedded_data_dir: Path,
+) -> None:
+    data_dir = embedded_data_dir
     first, second = await asyncio.gather(User.start(data_dir), User.start(data_dir))
     assert first.servers == second.servers
     postmasters = [p for p in server_processes(data_dir) if "-D" in p.cmdline()]
@@ -155,8 +157,8 @@ async def test_processes_sharing_a_data_dir_share_one_pair_of_servers(tmp_path: 
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
-async def test_servers_stop_when_the_last_user_dies(tmp_path: Path, signum: int) -> None:
-    data_dir = tmp_path / "wg"
+async def test_servers_stop_when_the_last_user_dies(embedded_data_dir: Path, signum: int) -> None:
+    data_dir = embedded_data_dir
     user = await User.start(data_dir)
     await assert_servers_answer(user.servers)
 
@@ -165,8 +167,10 @@ async def test_servers_stop_when_the_last_user_dies(tmp_path: Path, signum: int)
     await wait_for_no_server_processes(data_dir)
 
 
-async def test_servers_left_by_a_killed_supervisor_are_taken_over(tmp_path: Path) -> None:
-    data_dir = tmp_path / "wg"
+async def test_servers_left_by_a_killed_supervisor_are_taken_over(
+    embedded_data_dir: Path,
+) -> None:
+    data_dir = embedded_data_dir
     user = await User.start(data_dir)
     state = read_state(data_dir)
     assert state is not None
@@ -184,8 +188,8 @@ async def test_servers_left_by_a_killed_supervisor_are_taken_over(tmp_path: Path
     assert server_processes(data_dir) == []
 
 
-async def test_attach_twice_in_one_process_needs_two_detaches(tmp_path: Path) -> None:
-    data_dir = tmp_path / "wg"
+async def test_attach_twice_in_one_process_needs_two_detaches(embedded_data_dir: Path) -> None:
+    data_dir = embedded_data_dir
     first = await asyncio.to_thread(attach, data_dir)
     second = await asyncio.to_thread(attach, data_dir)
     assert first == second
@@ -197,8 +201,10 @@ async def test_attach_twice_in_one_process_needs_two_detaches(tmp_path: Path) ->
     assert server_processes(data_dir) == []
 
 
-async def test_a_start_up_failure_is_reported_and_leaves_nothing(tmp_path: Path) -> None:
-    data_dir = tmp_path / "wg"
+async def test_a_start_up_failure_is_reported_and_leaves_nothing(
+    embedded_data_dir: Path,
+) -> None:
+    data_dir = embedded_data_dir
     data_dir.mkdir()
     (data_dir / "postgres").write_text("not a directory")
 

@@ -50,6 +50,18 @@ def test_servers_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture
+def embedded_data_dir() -> Iterator[Path]:
+    """A fresh directory to use as a walletgate ``data_dir`` (embedded servers) in a test.
+
+    Not under ``tmp_path``: every pytest session that starts resets
+    ``/tmp/pytest-of-<user>`` to mode 0700, and when the tests run as root, PostgreSQL
+    runs as the ``pgserver`` user, which then can no longer reach its data directory."""
+    path = Path(tempfile.mkdtemp(prefix="walletgate-data-"))
+    yield path / "wg"
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def embedded_test_servers(test_servers_dir: Path) -> Iterator[EmbeddedServers]:
     """This session's private embedded PostgreSQL and Valkey (the product's own code).
