@@ -17,19 +17,17 @@ import secrets
 import socket
 import threading
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
-from tests.support.devnet import Devnet
 from tests.support.recorded_gateway import (
     ALICE,
     COUNTERPARTIES,
     RecordedGateway,
     read_reply,
-    recorded_gateway,
+    recorded_gateway_fixture,
 )
 
 MAX_BODY = 1_048_576
@@ -37,26 +35,13 @@ STATUS_LINE = re.compile(rb"HTTP/1\.[01] [0-9]{3} ")
 CLIENT_TIMEOUT = 2
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def gw(
-    postgres_server_url: str,
-    migrated_template: str,
-    redis_server_url: str,
-    devnet: Devnet,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[RecordedGateway]:
-    async with recorded_gateway(
-        postgres_server_url=postgres_server_url,
-        migrated_template=migrated_template,
-        redis_server_url=redis_server_url,
-        devnet=devnet,
-        directory=tmp_path_factory.mktemp("http-edges"),
-        extra_env={
-            "WALLETGATE_KEEPALIVE_TIMEOUT": str(CLIENT_TIMEOUT),
-            "WALLETGATE_REQUEST_READ_TIMEOUT": str(CLIENT_TIMEOUT),
-        },
-    ) as started:
-        yield started
+gw = recorded_gateway_fixture(
+    "http-edges",
+    {
+        "WALLETGATE_KEEPALIVE_TIMEOUT": str(CLIENT_TIMEOUT),
+        "WALLETGATE_REQUEST_READ_TIMEOUT": str(CLIENT_TIMEOUT),
+    },
+)
 
 
 def new_id() -> int:
@@ -466,3 +451,39 @@ def test_invalid_utf8_in_the_token_header_or_path(gw: RecordedGateway) -> None:
     request = b"POST " + path + b" HTTP/1.1\r\nHost: walletgate\r\n\r\n"
     reply = gw.exchange(request, until_closed=True)
     assert reply.status == 400
+
+
+# -- values walletgate parsed must survive the trip (found by fuzzing) -----------------------
+
+
+def test_fractional_ids_and_numbers_are_echoed_and_forwarded_with_their_digits(
+    gw: RecordedGateway,
+) -> None:
+    body = b'{"jsonrpc":"2.0","id":1.50,"method":"eth_getBalance","params":[0.10,"latest"]}'
+    mark = gw.backend.mark()
+    status, reply = gw.post(body)
+    assert status == 200
+    assert reply.startswith(b'{"jsonrpc":"2.0","id":1.50,')
+    [forwarded] = gw.backend.since(mark)
+    assert b'"params":[0.10,"latest"]' in forwarded.body
+
+
+@pytest.mark.parametrize("allowed", [True, False])
+async def test_nul_characters_are_audited_not_fatal(gw: RecordedGateway, allowed: bool) -> None:
+    """PostgreSQL's jsonb cannot hold U+0000: the audit row stores U+FFFD instead, and
+    neither this request nor others in the same group commit fail because of it."""
+    spend = allowed_spend(0)
+    spend["id"] = "nul\u0000id"
+    if not allowed:
+        spend["params"][0]["to"] = ALICE  # not a counterparty
+    status, reply = gw.post(encoded(spend))
+    answer = json.loads(reply)
+    assert status == 200 and answer["id"] == "nul\u0000id"
+    if allowed:
+        assert "result" in answer, answer
+    else:
+        assert answer["error"]["data"]["reason"] == "destination_not_allowed"
+    rows = await gw.rows(
+        "SELECT decision FROM transactions WHERE request->>'id' = $1", "nul\ufffdid"
+    )
+    assert [row["decision"] for row in rows][-1:] == ["allow" if allowed else "deny"]

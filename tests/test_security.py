@@ -15,12 +15,11 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 import pytest
-import pytest_asyncio
 import redis.asyncio as aioredis
 from eth_account import Account
 from eth_utils import to_checksum_address
@@ -36,7 +35,7 @@ from tests.support.recorded_gateway import (
     RecordedGateway,
     address,
     private_key,
-    recorded_gateway,
+    recorded_gateway_fixture,
 )
 from walletgate.proxy.app import AUTH_FAILURE_LIMIT
 from walletgate.storage.tokens import DISPLAY_PREFIX_LENGTH, lookup_token
@@ -44,22 +43,7 @@ from walletgate.storage.tokens import DISPLAY_PREFIX_LENGTH, lookup_token
 Case = Callable[[int], tuple[str, list[Any]]]
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def gw(
-    postgres_server_url: str,
-    migrated_template: str,
-    redis_server_url: str,
-    devnet: Devnet,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[RecordedGateway]:
-    async with recorded_gateway(
-        postgres_server_url=postgres_server_url,
-        migrated_template=migrated_template,
-        redis_server_url=redis_server_url,
-        devnet=devnet,
-        directory=tmp_path_factory.mktemp("security"),
-    ) as started:
-        yield started
+gw = recorded_gateway_fixture("security")
 
 
 def new_id() -> int:

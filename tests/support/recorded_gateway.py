@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
+import pytest_asyncio
 import redis.asyncio as aioredis
 import yaml
 from eth_account import Account
@@ -430,3 +432,27 @@ async def recorded_gateway(
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+def recorded_gateway_fixture(name: str, extra_env: Mapping[str, str] | None = None) -> Any:
+    """A module-scoped fixture starting a :func:`recorded_gateway` (assign it to ``gw``)."""
+
+    @pytest_asyncio.fixture(scope="module", loop_scope="session")
+    async def gateway(
+        postgres_server_url: str,
+        migrated_template: str,
+        redis_server_url: str,
+        devnet: Devnet,
+        tmp_path_factory: pytest.TempPathFactory,
+    ) -> AsyncIterator[RecordedGateway]:
+        async with recorded_gateway(
+            postgres_server_url=postgres_server_url,
+            migrated_template=migrated_template,
+            redis_server_url=redis_server_url,
+            devnet=devnet,
+            directory=tmp_path_factory.mktemp(name),
+            extra_env=extra_env,
+        ) as started:
+            yield started
+
+    return gateway

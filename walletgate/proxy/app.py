@@ -11,7 +11,6 @@ Routes:
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from redis.exceptions import RedisError
 from walletgate.policies.model import PolicySet
 from walletgate.proxy import errors
 from walletgate.proxy.backend import BackendClient
-from walletgate.proxy.jsonrpc import parse_body
+from walletgate.proxy.jsonrpc import dumps, parse_body
 from walletgate.proxy.pipeline import Caller, CallHandler, Gateway
 from walletgate.storage.cache import StateCache
 from walletgate.storage.redis_guard import CacheUnavailable
@@ -74,7 +73,7 @@ READ_TIMEOUT_KEY = web.AppKey("request_read_timeout", float)
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
-        body=json.dumps(body, separators=(",", ":")).encode(),
+        body=dumps(body),  # ids may be Decimal: they are echoed with their exact digits
         status=status,
         content_type="application/json",
         headers=headers,

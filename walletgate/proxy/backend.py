@@ -17,6 +17,7 @@ import aiohttp
 from yarl import URL
 
 from walletgate.config.settings import Backend, Settings
+from walletgate.proxy.jsonrpc import dumps
 
 
 class Outcome(StrEnum):
@@ -71,7 +72,9 @@ class BackendClient:
 
     async def post(self, payload: Any) -> BackendReply:
         """POST ``payload`` (a JSON-RPC object or batch) and classify the reply."""
-        data = json.dumps(payload, separators=(",", ":")).encode()
+        # dumps, not json.dumps: the params hold the numbers walletgate parsed (fractions
+        # as Decimal) and must reach the backend with exactly the digits that were judged.
+        data = dumps(payload)
         try:
             async with self._session.post(
                 self.backend.url, data=data, headers=self._headers, allow_redirects=False

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -67,8 +68,24 @@ class AuditOutcome:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def _jsonb_safe(value: Any) -> Any:
+    """``value`` with what PostgreSQL's jsonb cannot hold replaced, so that no content a
+    client or a backend sends can make a row (and with it the whole group-committed
+    batch) fail: NUL characters become U+FFFD, non-finite floats their names."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {_jsonb_safe(str(key)): _jsonb_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonb_safe(item) for item in value]
+    return value
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+    # Fractions parsed from requests are Decimal: str() keeps their exact digits.
+    return json.dumps(_jsonb_safe(value), separators=(",", ":"), default=str, allow_nan=False)
 
 
 _INSERT = """

@@ -162,8 +162,12 @@ def _check_widths(fields: dict[str, Any], where: str) -> None:
 def _legacy_chain_and_parity(v: int, where: str) -> tuple[int | None, int]:
     if v in (27, 28):
         return None, v - 27
-    if v >= 35:
+    if v >= 37:
         return (v - 35) // 2, (v - 35) % 2
+    if v in (35, 36):
+        # Chain id 0: eth-account hashes it as EIP-155 and py-evm as pre-EIP-155, so
+        # the two recover different signers from the same bytes. It is no chain anyway.
+        raise DecodeError(f"legacy signature v {v} names chain id 0 (EIP-155)", where=where)
     raise DecodeError(f"legacy signature v must be 27, 28 or 35+ (EIP-155), got {v}", where=where)
 
 
