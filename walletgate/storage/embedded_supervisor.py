@@ -177,10 +177,10 @@ def _announce(reply: dict[str, str]) -> None:
 
 
 def supervise(data_dir: Path, owner: ProcessId) -> int:
-    """The supervisor's main loop (runs as ``python -m walletgate.storage.embedded``).
+    """Start both servers, announce them, watch the users, stop both servers.
 
-    The attaching process holds the lock while this starts, so the start-up writes the
-    state without taking it."""
+    The attaching process holds the lock until the announcement, so the start-up writes
+    the state without taking it (and a start-up that fails must not wait for it)."""
 
     def interrupted(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
@@ -189,6 +189,7 @@ def supervise(data_dir: Path, owner: ProcessId) -> int:
     signal.signal(signal.SIGINT, interrupted)
     postgres: _Postgres | None = None
     valkey: _Valkey | None = None
+    announced = False
     try:
         try:
             _kill_leftover_valkey(data_dir)
@@ -202,22 +203,25 @@ def supervise(data_dir: Path, owner: ProcessId) -> int:
             _announce({"error": detail})
             return 1
         me = ProcessId.of(os.getpid())
-        write_state(
-            data_dir,
-            State(
-                me, valkey.process, postgres.database_url, valkey.redis_url, False, {owner.key: 1}
-            ),
+        state = State(
+            supervisor=me,
+            valkey=valkey.process,
+            database_url=postgres.database_url,
+            redis_url=valkey.redis_url,
+            users={owner.key: 1},
         )
+        write_state(data_dir, state)
         # From here on signals are read synchronously (sigtimedwait) between checks, so a
         # signal can never interrupt a state update half-way.
         signals = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1}
         signal.pthread_sigmask(signal.SIG_BLOCK, signals)
         _announce({"database_url": postgres.database_url, "redis_url": valkey.redis_url})
+        announced = True
         _log.info("ready: pid %d, users %s", me.pid, owner.key)
         _watch(data_dir, postgres, valkey, signals)
         return 0
     finally:
-        _shutdown(data_dir, postgres, valkey)
+        _shutdown(data_dir, postgres, valkey, mark_stopping=announced)
 
 
 def _watch(
@@ -250,12 +254,16 @@ def _watch(
                 write_state(data_dir, replace(state, users=users))
 
 
-def _shutdown(data_dir: Path, postgres: _Postgres | None, valkey: _Valkey | None) -> None:
-    """Stop both servers; mark the state as stopping first so that nobody attaches."""
-    with contextlib.suppress(EmbeddedServerError), locked(data_dir, STOP_TIMEOUT):
-        state = read_state(data_dir)
-        if state is not None and state.supervisor.pid == os.getpid():
-            write_state(data_dir, replace(state, stopping=True))
+def _shutdown(
+    data_dir: Path, postgres: _Postgres | None, valkey: _Valkey | None, *, mark_stopping: bool
+) -> None:
+    """Stop both servers; first mark the state as stopping (if users may know it) so that
+    nobody attaches to servers on their way down."""
+    if mark_stopping:
+        with contextlib.suppress(EmbeddedServerError), locked(data_dir, STOP_TIMEOUT):
+            state = read_state(data_dir)
+            if state is not None and state.supervisor.pid == os.getpid():
+                write_state(data_dir, replace(state, stopping=True))
     for name, server in (("valkey", valkey), ("postgres", postgres)):
         if server is None:
             continue
