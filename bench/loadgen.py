@@ -2,7 +2,8 @@
 
 - closed loop (saturation throughput): wrk, with ``bench/lua/jsonrpc.lua``;
 - open loop (latency at a fixed rate): ``bench.openloop``, which wrk cannot do (it waits
-  for each answer before sending the next request on a connection).
+  for each answer before sending the next request on a connection), and which reports
+  its own scheduling lag and CPU cost per request.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Load:
     latency_ms: dict[str, float]
     dropped: int = 0  # open loop: requests not started because too many were in flight
     generator_lag_ms: float = 0.0  # open loop: p99 of how late the generator fired
+    generator_cpu_us: float = 0.0  # open loop: the generator's CPU per answered request
 
     @property
     def throughput(self) -> float:
@@ -91,6 +93,7 @@ def _run_openloop(argv: list[str], seconds: float) -> Load:
         raw["latency_ms"],
         raw["dropped"],
         raw["generator_lag_ms"]["p99"],
+        raw["generator_cpu_us_per_request"],
     )
 
 

@@ -396,7 +396,11 @@ def _scale_section(results: Results) -> list[str]:
 
 
 def _workers_section(results: Results) -> list[str]:
-    names = sorted({m.target for m in results.measurements if m.section == WORKERS})
+    # One process first, then the --workers one.
+    names = sorted(
+        {m.target for m in results.measurements if m.section == WORKERS},
+        key=lambda name: (name != "walletgate", name),
+    )
     if not names:
         return []
     rows = []
@@ -456,19 +460,29 @@ def _generator_section(results: Results) -> list[str]:
         default=math.nan,
     )
     ceiling = results.calibration.get("python_generator_ceiling", math.nan)
-    offered = [m.offered_rate or 0.0 for m in results.measurements if m.section == OPEN]
-    lags = [m.load.generator_lag_ms for m in results.measurements if m.section == OPEN]
+    opened = [m for m in results.measurements if m.section == OPEN]
+    highest = max(opened, key=lambda m: m.offered_rate or 0.0, default=None)
+    lags = [m.load.generator_lag_ms for m in opened]
     return [
         "### The load generators are not the bottleneck",
         "",
         f"- wrk drove the stub backend directly at {_rate(direct)}, "
         f"{_times(ratio(direct, fastest))} the fastest proxy's read throughput.",
         f"- The open-loop generator (Python, its own process) reached {_rate(ceiling)} "
-        f"against the stub in closed-loop mode; the highest rate it was asked to offer "
-        f"was {_rate(max(offered, default=math.nan))}. Its own scheduling lag stayed "
-        f"under {_ms(max(lags, default=math.nan))} ms at p99.",
+        "against the stub in closed-loop mode. The highest rate it was asked to offer was "
+        f"{_rate(highest.offered_rate or math.nan) if highest else '–'}, at "
+        f"{highest.load.generator_cpu_us if highest else math.nan:.0f} µs of its own CPU "
+        f"per request ({_share_of_core(highest)} of a core). Its scheduling lag (how late "
+        f"it fired, which is not counted in the latencies) was at most "
+        f"{_ms(max(lags, default=math.nan))} ms at p99.",
         "",
     ]
+
+
+def _share_of_core(measurement: Measurement | None) -> str:
+    if measurement is None or not measurement.offered_rate:
+        return "–"
+    return f"{measurement.load.generator_cpu_us * measurement.offered_rate / 1e6:.0%}"
 
 
 def render(results: Results) -> str:
