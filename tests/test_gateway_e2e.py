@@ -17,7 +17,7 @@ from eth_account.messages import encode_typed_data
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
 from tests.support.devnet import Devnet
-from tests.support.gateway import GatewayProcess, walletgate_cli
+from tests.support.gateway import GatewayProcess, free_port, walletgate_cli
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -411,3 +411,24 @@ async def test_health_readiness_and_metrics(gateway: GatewayProcess) -> None:
             text = await r.text()
     assert 'walletgate_decisions_total{decision="deny",reason="destination_not_allowed"}' in text
     assert "walletgate_spend_seconds_bucket" in text
+
+
+async def test_serve_refuses_to_start_on_a_chain_id_mismatch(gateway: GatewayProcess) -> None:
+    env = {**gateway.env, "WALLETGATE_CHAIN_ID": "1"}
+    result = walletgate_cli(["serve", "--port", str(free_port())], env, check=False)
+    assert result.returncode == 1
+    assert "serves chain 1337, but walletgate is configured for chain 1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_tx_list_filters_by_wallet_and_time(gateway: GatewayProcess) -> None:
+    rows = walletgate_cli(
+        ["tx", "list", "--wallet", "trader-hot", "--since", "1h", "--json"], gateway.env
+    ).stdout.splitlines()
+    assert rows and all(json.loads(line)["wallet_id"] == "trader-hot" for line in rows)
+    future = walletgate_cli(
+        ["tx", "list", "--since", "2999-01-01T00:00:00Z", "--json"], gateway.env
+    ).stdout
+    assert future.strip() == ""
+    bad = walletgate_cli(["tx", "list", "--since", "yesterday"], gateway.env, check=False)
+    assert bad.returncode == 2 and "cannot read time 'yesterday'" in bad.stderr
