@@ -14,7 +14,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from jsonschema import Draft202012Validator, ValidationError
+from jsonschema import Draft202012Validator, ValidationError, validators
 
 from walletgate.config.document_errors import KeyPath, Problem
 from walletgate.config.yaml_io import YamlFloat
@@ -49,9 +49,22 @@ def policy_schema() -> dict[str, Any]:
     return schema
 
 
+def _is_strict_integer(_checker: Any, instance: Any) -> bool:
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+#: JSON Schema counts 6.0 as an integer; here it is not: a YAML float that slipped into
+#: an integer field (decimals, a chain id, a count) would carry float arithmetic into
+#: base-unit amounts, or crash the semantic checks that rely on the schema.
+_StrictValidator = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_strict_integer),
+)
+
+
 @cache
-def _validator() -> Draft202012Validator:
-    return Draft202012Validator(policy_schema())
+def _validator() -> Any:
+    return _StrictValidator(policy_schema())
 
 
 def schema_problems(data: Any) -> list[Problem]:
@@ -88,9 +101,7 @@ def _explain(error: ValidationError) -> Iterator[Problem]:
                 f'write amounts as quoted strings, e.g. "{value.text}"',
             )
         else:
-            yield Problem(
-                path, f"{value.text} is a number with a fraction; expected {_types(types)}"
-            )
+            yield Problem(path, f"{value.text} is read as a YAML float; expected {_types(types)}")
     elif kind == "additionalProperties":
         allowed = ", ".join(node.get("properties", {}))
         for key in value:

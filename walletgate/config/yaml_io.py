@@ -200,6 +200,18 @@ def _syntax_message(exc: yaml.MarkedYAMLError) -> str:
     return f"invalid YAML: {problem}"
 
 
+def _unreadable(text: str, exc: yaml.reader.ReaderError) -> tuple[Mark, Problem]:
+    """Where and what the character is that YAML does not allow in a document."""
+    position = min(max(exc.position, 0), len(text))
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    message = (
+        f"invalid YAML: character U+{exc.character:04X} is not allowed here "
+        '(write control characters as escapes in a double-quoted string, e.g. "\\t")'
+    )
+    return Mark(line, column), Problem((), message)
+
+
 def load_yaml(text: str) -> LoadedYaml:
     """Parse one YAML document into plain data with positions.
 
@@ -210,7 +222,10 @@ def load_yaml(text: str) -> LoadedYaml:
         raise YamlProblem(
             [(Mark(1, 1), Problem((), f"document is larger than {MAX_DOCUMENT_BYTES} bytes"))]
         )
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader refuses control characters right here
+    except yaml.reader.ReaderError as exc:
+        raise YamlProblem([_unreadable(text, exc)]) from None
     try:
         root = loader.get_single_node()
     except _Refused as exc:
