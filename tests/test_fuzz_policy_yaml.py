@@ -15,6 +15,7 @@ Properties:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from hypothesis import strategies as st
 
 from tests.support.fuzzing import fuzz_settings, text_mutations
 from tests.support.gateway import walletgate_cli
-from walletgate.config.document_errors import DocumentInvalid
+from walletgate.config.document_errors import DocumentError, DocumentInvalid
 from walletgate.config.documents import (
     compile_document,
     export_document,
@@ -202,7 +203,7 @@ def test_random_edits(text: str) -> None:
     judge(text)
 
 
-def _errors(text: str) -> tuple[object, ...]:
+def _errors(text: str) -> Sequence[DocumentError]:
     try:
         source = parse_document(text, FILE)
     except DocumentInvalid as exc:
@@ -246,3 +247,31 @@ def test_the_validate_command_on_hostile_files(tmp_path: Path, name: str) -> Non
     lines = result.stderr.strip().splitlines()
     assert lines[-1].endswith(("error", "errors"))
     assert all(line.startswith(str(path)) for line in lines[:-1]), lines
+
+
+# -- what the fuzzing found, pinned --------------------------------------------------------
+
+
+def test_a_control_character_is_a_located_error() -> None:
+    errors = _errors(EXAMPLE.replace("name: Acme Treasury", 'name: "Acme\x1fTreasury"'))
+    assert [(e.line, e.column) for e in errors] == [(12, 16)]
+    assert "U+001F is not allowed" in errors[0].message
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path"),
+    [
+        ("decimals: 6\n", "decimals: 6.0\n", "assets[1].decimals"),
+        ("chain: 1337\n", "chain: !!float 1337\n", "wallets[0].chain"),
+        ("max: 600\n", "max: 6e2\n", "policies[1].rules[4].max"),
+    ],
+)
+def test_a_yaml_float_is_not_an_integer(old: str, new: str, path: str) -> None:
+    errors = _errors(EXAMPLE.replace(old, new, 1))
+    assert [(e.path, "YAML float" in e.message) for e in errors] == [(path, True)]
+
+
+def test_an_integer_amount_too_long_to_round_trip_is_refused() -> None:
+    text = EXAMPLE.replace('price_usd: "3000.00"', "price_usd: " + "9" * 101)
+    errors = _errors(text)
+    assert [e.path for e in errors] == ["assets[0].price_usd"]
