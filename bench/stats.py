@@ -14,7 +14,8 @@ def percentile(sorted_values: Sequence[float], pct: float) -> float:
     """The ``pct`` percentile (nearest rank) of already sorted values; NaN when empty."""
     if not sorted_values:
         return math.nan
-    rank = max(1, math.ceil(pct / 100.0 * len(sorted_values)))
+    # Rounded first: 99.9 / 100 * 1000 is 999.0000000000001 in binary floating point.
+    rank = max(1, math.ceil(round(pct / 100.0 * len(sorted_values), 9)))
     return float(sorted_values[min(rank, len(sorted_values)) - 1])
 
 
