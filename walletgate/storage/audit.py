@@ -16,8 +16,9 @@ import contextlib
 import json
 import logging
 import math
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -127,12 +128,17 @@ def _insert_args(record: AuditRecord) -> tuple[Any, ...]:
     )
 
 
+_TX_HASH = re.compile(r"^0x[0-9a-f]{64}$")
+
+
 def _update_args(outcome: AuditOutcome) -> tuple[Any, ...]:
+    # A backend may answer with anything; only a well-formed hash goes in the column.
+    tx_hash = outcome.tx_hash.lower() if outcome.tx_hash else None
     return (
         outcome.id,
         outcome.status,
         outcome.settled_at,
-        outcome.tx_hash,
+        tx_hash if tx_hash and _TX_HASH.match(tx_hash) else None,
         None if outcome.backend_error is None else _dumps(outcome.backend_error),
         _dumps(outcome.timings),
     )
@@ -197,34 +203,73 @@ class AuditWriter:
                 del self._updates[: len(updates)]
                 try:
                     await asyncio.wait_for(self._write(inserts, updates), self._timeout)
+                except asyncpg.PostgresError as exc:
+                    if _transient(exc):
+                        if not await self._retry_later(inserts, updates, exc, backoff):
+                            return
+                        backoff = min(backoff * 2, 2.0)
+                        continue
+                    # One row the database refuses must not spoil the batch (or, retried
+                    # forever, every batch after it): write them one at a time.
+                    await self._write_each(inserts, updates)
+                except (OSError, asyncpg.InterfaceError, TimeoutError) as exc:
+                    if not await self._retry_later(inserts, updates, exc, backoff):
+                        return
+                    backoff = min(backoff * 2, 2.0)
+                    continue
+                backoff = 0.05
+                _resolve(inserts)
+            if self._closing:
+                return
+
+    async def _retry_later(
+        self,
+        inserts: list[tuple[AuditRecord, asyncio.Future[None]]],
+        updates: list[AuditOutcome],
+        exc: BaseException,
+        backoff: float,
+    ) -> bool:
+        """The database is unreachable: refuse the waiting spends, keep the outcomes."""
+        _log.warning(
+            "audit batch failed (%d rows, %d updates): %s", len(inserts), len(updates), exc
+        )
+        for _, future in inserts:
+            if not future.done():
+                future.set_exception(AuditUnavailable(f"audit log unavailable: {exc}"))
+        # Outcomes must land eventually; keep them for the next attempt.
+        self._updates[:0] = updates
+        if self._closing:
+            return False
+        await asyncio.sleep(backoff)
+        return True
+
+    async def _write_each(
+        self, inserts: list[tuple[AuditRecord, asyncio.Future[None]]], updates: list[AuditOutcome]
+    ) -> None:
+        for record, future in inserts:
+            try:
+                await asyncio.wait_for(self._write([(record, future)], []), self._timeout)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                _log.error("audit row %s refused: %s", record.id, exc)
+                if not future.done():
+                    future.set_exception(AuditUnavailable(f"audit row refused: {exc}"))
+            else:
+                _resolve([(record, future)])
+        for outcome in updates:
+            # An outcome the database refuses is written without the backend's details
+            # (the status is what counters and reconciliation need), or dropped with an
+            # error log: the row then stays "pending", which keeps counting: the safe side.
+            for attempt in (outcome, replace(outcome, tx_hash=None, backend_error=None)):
+                try:
+                    await asyncio.wait_for(self._write([], [attempt]), self._timeout)
+                    break
                 except (
                     OSError,
                     asyncpg.PostgresError,
                     asyncpg.InterfaceError,
                     TimeoutError,
                 ) as exc:
-                    _log.warning(
-                        "audit batch failed (%d rows, %d updates): %s",
-                        len(inserts),
-                        len(updates),
-                        exc,
-                    )
-                    for _, future in inserts:
-                        if not future.done():
-                            future.set_exception(AuditUnavailable(f"audit log unavailable: {exc}"))
-                    # Outcomes must land eventually; keep them for the next attempt.
-                    self._updates[:0] = updates
-                    if self._closing:
-                        return
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 2.0)
-                    continue
-                backoff = 0.05
-                for _, future in inserts:
-                    if not future.done():
-                        future.set_result(None)
-            if self._closing:
-                return
+                    _log.error("audit outcome of %s refused: %s", outcome.id, exc)
 
     async def _write(
         self, inserts: list[tuple[AuditRecord, asyncio.Future[None]]], updates: list[AuditOutcome]
@@ -234,6 +279,21 @@ class AuditWriter:
                 await conn.executemany(_INSERT, [_insert_args(r) for r, _ in inserts])
             if updates:
                 await conn.executemany(_UPDATE, [_update_args(u) for u in updates])
+
+
+#: SQLSTATE classes that say "try again later", not "this row is wrong": connection
+#: exceptions, insufficient resources, operator intervention, transaction rollback.
+_TRANSIENT_CLASSES = ("08", "53", "57", "40")
+
+
+def _transient(exc: asyncpg.PostgresError) -> bool:
+    return str(getattr(exc, "sqlstate", "") or "")[:2] in _TRANSIENT_CLASSES
+
+
+def _resolve(inserts: list[tuple[AuditRecord, asyncio.Future[None]]]) -> None:
+    for _, future in inserts:
+        if not future.done():
+            future.set_result(None)
 
 
 @dataclass(frozen=True, slots=True)
