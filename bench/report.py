@@ -449,6 +449,35 @@ def _profile_section(results: Results) -> list[str]:
     ]
 
 
+def _anatomy_section(results: Results) -> list[str]:
+    if not results.anatomy:
+        return []
+    rows = [
+        (
+            results.scenarios.get(name, name),
+            f"{counts['redis_round_trips']:.1f}",
+            f"{counts['redis_commands']:.1f}",
+            f"{counts['postgres_transactions']:.1f}",
+        )
+        for name, counts in results.anatomy.items()
+    ]
+    header = (
+        "scenario",
+        "Redis round trips",
+        "Redis commands (incl. inside scripts)",
+        "PostgreSQL write transactions",
+    )
+    return [
+        "### Trips to the stores per request",
+        "",
+        "Counted by the servers (Valkey's `total_reads_processed` and `commandstats`, "
+        "PostgreSQL's next transaction id) over requests sent one at a time, so group commit "
+        "shares nothing. The aiohttp pass-through makes none of these trips.",
+        "",
+        *_table(header, rows),
+    ]
+
+
 def _generator_section(results: Results) -> list[str]:
     direct = results.throughput(CLOSED, "reads", "direct")
     fastest = max(
@@ -498,6 +527,7 @@ def render(results: Results) -> str:
         *_cpu_section(results),
         *_scale_section(results),
         *_workers_section(results),
+        *_anatomy_section(results),
         *_profile_section(results),
         *_generator_section(results),
     ]

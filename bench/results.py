@@ -66,6 +66,7 @@ class Results:
     skipped: list[str] = field(default_factory=list)  # what was not run, and why
     calibration: dict[str, float] = field(default_factory=dict)
     profile: dict[str, Any] = field(default_factory=dict)
+    anatomy: dict[str, dict[str, float]] = field(default_factory=dict)  # scenario -> counts
     notes: list[str] = field(default_factory=list)
 
     def select(

@@ -35,7 +35,7 @@ import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 
-from bench import loadgen, profile, services, stores
+from bench import anatomy, loadgen, profile, services, stores
 from bench.policyset import bench_wallet
 from bench.procstat import CpuGroups, cpu_delta
 from bench.results import (
@@ -240,6 +240,24 @@ class Run:
                 if target.walletgate:
                     own = capacity / 2
                     self.measure(OPEN, scenario, target, 0, rate=own, rate_basis=OWN_RATE)
+
+    async def count_store_traffic(self, target: Target, redis_url: str) -> None:
+        """Redis round trips and PostgreSQL transactions per request, per scenario."""
+        for scenario in SCENARIOS:
+            counted = await anatomy.measure(
+                target.url,
+                target.token,
+                scenario.body,
+                redis_url=redis_url,
+                database_url=target.database_url,
+                requests=10 if self.config.smoke else 50,
+            )
+            self.results.anatomy[scenario.name] = asdict(counted)
+            _say(
+                f"anatomy {scenario.name:13} Redis {counted.redis_round_trips:.1f} round trips "
+                f"({counted.redis_commands:.1f} commands), "
+                f"PostgreSQL {counted.postgres_transactions:.1f} write transactions per request"
+            )
 
     def profile_spends(self, target: Target) -> None:
         """py-spy samples of ``target`` while it saturates on allowed spends."""
@@ -545,6 +563,10 @@ def run(config: BenchConfig, workdir: Path) -> Results:
                     f"{deployment.label}: {count:,} audit rows "
                     f"({time.monotonic() - fill_started:.0f}s)"
                 )
+        main_deployment = next(d for d in deployments if d.name == main_name)
+        asyncio.run(
+            bench.count_store_traffic(main, store.redis_database_url(main_deployment.redis_db))
+        )
         generator_ceiling = loadgen.python_generator_ceiling(
             stub.url, bench.bodies[READS.name], seconds=config.seconds
         )
