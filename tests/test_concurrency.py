@@ -162,7 +162,7 @@ async def fleet(
     postgres_server_url: str, migrated_template: str, redis_server_url: str, devnet: Devnet
 ) -> AsyncIterator[Fleet]:
     client = aioredis.Redis.from_url(redis_server_url)
-    await client.flushall()
+    await client.flushdb()
     await client.aclose()
     async with running_fleet(
         postgres_server_url=postgres_server_url,
@@ -201,7 +201,7 @@ async def test_after_flushall_the_rebuilt_counter_still_refuses(
     for i in range(9):
         assert "result" in await fleet.rpc(i, "eth_sendTransaction", transfer(recipient, 10))
     client = aioredis.Redis.from_url(redis_server_url)
-    await client.flushall()
+    await client.flushdb()
     await client.aclose()
     refused = await fleet.rpc(1, "eth_sendTransaction", transfer(recipient, 20))
     assert refused["error"]["code"] == -32005

@@ -73,7 +73,7 @@ async def rig(
         first = clients[0]
 
         async def flush() -> None:
-            await first.flushall()
+            await first.flushdb()
     else:
         nodes: list[ValkeyNode] = request.getfixturevalue("cluster_nodes")
         flush_cluster(nodes)
@@ -447,3 +447,50 @@ async def test_an_unreachable_redis_fails_closed(pool: asyncpg.Pool) -> None:
             await counters.peek([cap(100, 1)], NOW)
     finally:
         await client.aclose()
+
+
+# -- memory ----------------------------------------------------------------------------------
+
+
+async def test_redis_memory_per_active_wallet(redis: aioredis.Redis, pool: asyncpg.Pool) -> None:
+    """What one active wallet keeps in Redis under examples/policies.yaml's trader rules.
+
+    A wallet has its own counter per wallet-scoped cap (``eth-daily``); agent- and
+    owner-scoped counters (rate limits, ``owner-daily-usd``) are shared by every wallet
+    of the agent or owner. Reservation records live only while a spend is in flight.
+    Measured with ``MEMORY USAGE`` after one spend, and with a spend in every bucket.
+    """
+    counters = Counters(redis, PostgresClaimHistory(pool))
+    wallet = cap(5 * ETH, ETH // 1000, scope="wallet:trader-hot", rule="eth-daily")
+    usd = 10**6  # micro-dollars
+    shared = [
+        cap(20_000 * usd, 3 * usd, scope="owner:acme", rule="owner-daily-usd", unit="micro_usd"),
+        cap(600, 1, scope="agent:trader", rule="spends", unit="transactions", window=60),
+        cap(600, 1, scope="agent:trader", rule="requests", unit="requests", window=60),
+    ]
+
+    async def usage(claim: CounterClaim) -> int:
+        return int(await redis.memory_usage(counter_of(claim).key, samples=0))
+
+    start = 1_800_000_000.0
+    first = await counters.reserve("first", [wallet, *shared], start)
+    assert isinstance(first, Reservation)
+    await counters.commit(first)
+    one_spend = await usage(wallet)
+    for bucket in range(1, 62):  # a spend in every 24-minute bucket of the daily caps
+        spent = await counters.reserve(f"d{bucket}", [wallet, shared[0]], start + bucket * 1440)
+        assert isinstance(spent, Reservation), bucket
+        await counters.commit(spent)
+    later = start + 62 * 1440
+    for second in range(61):  # and in every 1-second bucket of the per-minute limits
+        counted = await counters.reserve(f"m{second}", shared[1:], later + second)
+        assert isinstance(counted, Reservation), second
+        await counters.commit(counted)
+    busiest = await usage(wallet)
+    shared_busiest = sum([await usage(claim) for claim in shared])
+    assert await redis.keys("*:res:*") == []  # records leave with their settlement
+    print(
+        f"\nRedis per active wallet: {one_spend} B after one spend, {busiest} B with every "
+        f"bucket used; shared agent/owner counters {shared_busiest} B at most"
+    )
+    assert one_spend < 256 and busiest < 2048 and shared_busiest < 4096

@@ -42,7 +42,7 @@ async def fleet(
     stalling: StallingBackend,
 ) -> AsyncIterator[Fleet]:
     client = aioredis.Redis.from_url(redis_server_url)
-    await client.flushall()
+    await client.flushdb()
     await client.aclose()
     async with running_fleet(
         postgres_server_url=postgres_server_url,
@@ -140,7 +140,7 @@ async def test_unknown_outcomes_keep_counting_after_redis_loses_everything(
     rows = await settled_rows(fleet, recipient, 2)
     assert [row["status"] for row in rows] == ["committed", "unknown"]
     client = aioredis.Redis.from_url(redis_server_url)
-    await client.flushall()
+    await client.flushdb()
     await client.aclose()
     refused = await fleet.rpc(0, "eth_sendTransaction", transfer(recipient, 20))
     assert refused["error"]["data"]["reason"] == "cumulative_cap_exceeded"

@@ -152,7 +152,7 @@ async def fleet(
     postgres_server_url: str, migrated_template: str, redis_server_url: str, devnet: Devnet
 ) -> AsyncIterator[Fleet]:
     client = aioredis.Redis.from_url(redis_server_url)
-    await client.flushall()
+    await client.flushdb()
     await client.aclose()
     async with running_fleet(
         postgres_server_url=postgres_server_url,

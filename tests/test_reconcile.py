@@ -133,7 +133,7 @@ async def fleet(
     stalling: StallingBackend,
 ) -> AsyncIterator[Fleet]:
     client = aioredis.Redis.from_url(redis_server_url)
-    await client.flushall()
+    await client.flushdb()
     await client.aclose()
     async with running_fleet(
         postgres_server_url=postgres_server_url,

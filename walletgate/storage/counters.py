@@ -253,19 +253,22 @@ class Counters:
         PostgreSQL before the row was written may not count it, so it must not be sent.
         """
         try:
-            for tag, expected in reservation.groups:
-                entries = await self._redis.hlen(record_key(tag, reservation.id))
-                if int(entries) != expected:
-                    return False
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for tag, _ in reservation.groups:
+                    pipe.hlen(record_key(tag, reservation.id))
+                entries = await pipe.execute()
         except REDIS_ERRORS as exc:
             raise _unavailable(exc) from exc
-        return True
+        expected = [count for _, count in reservation.groups]
+        return [int(found) for found in entries] == expected
 
     async def commit(self, reservation: Reservation) -> None:
         """The backend accepted the request: the amounts stay counted."""
+        if not reservation.groups:
+            return
         try:
-            for tag in reservation.tags:
-                await self._redis.delete(record_key(tag, reservation.id))
+            # A cluster client splits a multi-key DEL by slot.
+            await self._redis.delete(*(record_key(tag, reservation.id) for tag in reservation.tags))
         except REDIS_ERRORS as exc:
             raise _unavailable(exc) from exc
 
