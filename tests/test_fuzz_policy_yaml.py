@@ -275,3 +275,9 @@ def test_an_integer_amount_too_long_to_round_trip_is_refused() -> None:
     text = EXAMPLE.replace('price_usd: "3000.00"', "price_usd: " + "9" * 101)
     errors = _errors(text)
     assert [e.path for e in errors] == ["assets[0].price_usd"]
+
+
+def test_a_tag_on_a_key_is_an_error() -> None:
+    """Found by atheris: a tagged mapping key raised ValueError."""
+    errors = _errors(EXAMPLE.replace("version: 1", "!!binary version: 1"))
+    assert any("mapping keys must be plain strings" in e.message for e in errors)

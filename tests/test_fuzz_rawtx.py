@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import rlp
-from eth.vm.forks.prague.transactions import PragueTransactionBuilder
 from eth_account import Account
 from eth_keys.constants import SECPK1_N
 from eth_utils import to_checksum_address
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.evm_oracle import assert_read_as_the_node_reads
 from tests.support.fuzzing import fuzz_settings
 from tests.support.gateway_oracle import served_like_the_oracle
 from tests.support.recorded_gateway import (
@@ -39,7 +39,7 @@ from tests.support.recorded_gateway import (
     recorded_gateway_fixture,
 )
 from walletgate.intents import DecodeError
-from walletgate.proxy.evm.rawtx import RawTransaction, parse_raw_transaction
+from walletgate.proxy.evm.rawtx import parse_raw_transaction
 
 gw = recorded_gateway_fixture("fuzz-rawtx")
 
@@ -229,12 +229,17 @@ def odd_transactions(draw: st.DrawFn, key: str | None = None) -> bytes:
     removed or added, another type byte, strange signature values, or a flipped byte."""
     tx_type, raw = draw(signed_transactions(key))
     split = Split.of(tx_type, raw)
-    kind = draw(st.sampled_from(["field", "remove", "add", "type", "signature", "high s", "flip"]))
+    kind = draw(
+        st.sampled_from(["field", "list", "remove", "add", "type", "signature", "high s", "flip"])
+    )
     assert isinstance(split.item, list)
     if kind == "field":
         position = draw(st.integers(0, len(split.item) - 1))
         value = draw(st.binary(max_size=40) | st.integers(0, 2**300).map(_minimal))
         return split.join(_set(split.item, (position,), value))
+    if kind == "list":  # a list where a string or an integer belongs
+        position = draw(st.integers(0, len(split.item) - 1))
+        return split.join(_set(split.item, (position,), draw(st.lists(st.binary(max_size=4)))))
     if kind == "remove":
         position = draw(st.integers(0, len(split.item) - 1))
         return split.join(split.item[:position] + split.item[position + 1 :])
@@ -258,26 +263,6 @@ def odd_transactions(draw: st.DrawFn, key: str | None = None) -> bytes:
 
 def _minimal(value: int) -> bytes:
     return value.to_bytes((value.bit_length() + 7) // 8, "big")
-
-
-# -- the node's reading ------------------------------------------------------------------------
-
-
-def assert_read_as_the_node_reads(raw: bytes, tx: RawTransaction) -> None:
-    """py-evm must decode the same transaction (when it decodes it at all: bytes the node
-    refuses are harmless to forward, since they are never executed)."""
-    try:
-        node = PragueTransactionBuilder.decode(raw)
-        sender = node.sender
-    except Exception:
-        return
-    assert "0x" + sender.hex() == tx.signer
-    assert ("0x" + node.to.hex() if node.to else None) == tx.to
-    assert node.value == tx.value
-    assert node.data == tx.data
-    assert node.nonce == tx.nonce
-    assert node.chain_id == tx.chain_id
-    assert "0x" + node.hash.hex() == tx.tx_hash
 
 
 # -- the fuzz tests ------------------------------------------------------------------------
@@ -347,3 +332,28 @@ def test_legacy_chain_id_zero_is_refused() -> None:
             assert "chain id 0" in exc.message
         else:
             raise AssertionError(f"v={v} was accepted")
+
+
+def test_a_list_where_an_integer_belongs_is_refused() -> None:
+    """Found by atheris: pyrlp's integer sedes raises TypeError for a list (a 500)."""
+    tx = {
+        "chainId": 1337,
+        "nonce": 0,
+        "maxFeePerGas": 2,
+        "maxPriorityFeePerGas": 1,
+        "maxFeePerBlobGas": 1,
+        "blobVersionedHashes": ["0x01" + "00" * 31],
+        "gas": 21_000,
+        "to": to_checksum_address("0x" + "12" * 20),
+        "value": 1,
+    }
+    signed = Account.sign_transaction(tx, private_key(ALICE_KEY))
+    split = Split.of(3, bytes(signed.raw_transaction))
+    for position in (0, 6, 9):  # chainId, value, maxFeePerBlobGas
+        raw = split.join(_set(split.item, (position,), [b"\x01", b""]))
+        try:
+            parse_raw_transaction(raw, "params[0]")
+        except DecodeError as exc:
+            assert exc.where == "params[0]"
+        else:
+            raise AssertionError(f"a list at {position} was accepted")

@@ -487,3 +487,13 @@ async def test_nul_characters_are_audited_not_fatal(gw: RecordedGateway, allowed
         "SELECT decision FROM transactions WHERE request->>'id' = $1", "nul\ufffdid"
     )
     assert [row["decision"] for row in rows][-1:] == ["allow" if allowed else "deny"]
+
+
+@pytest.mark.parametrize("number", ["1e9999999999999999999", "-1E-9999999999999999999", "1e101"])
+def test_numbers_beyond_any_range_are_parse_errors(gw: RecordedGateway, number: str) -> None:
+    """Found by atheris: decimal cannot hold 1e9999999999999999999, and raised (a 500)."""
+    body = f'{{"jsonrpc":"2.0","id":{number},"method":"eth_chainId","params":[]}}'.encode()
+    status, reply = gw.post(body)
+    assert status == 200
+    error = error_of(reply)
+    assert error["code"] == -32700 and "number out of range" in error["message"]

@@ -285,7 +285,10 @@ def _build_mapping(
         problems.append((_mark(node), Problem(path, f"unsupported YAML tag {node.tag}")))
     out: dict[str, Any] = {}
     for key_node, value_node in node.value:
-        key = _scalar(key_node) if isinstance(key_node, ScalarNode) else None
+        try:
+            key = _scalar(key_node) if isinstance(key_node, ScalarNode) else None
+        except ValueError:  # a tag on the key ("!!binary key: 1")
+            key = None
         if not isinstance(key, str):
             problems.append((_mark(key_node), Problem(path, "mapping keys must be plain strings")))
             continue

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from enum import IntEnum
 from itertools import accumulate
 from typing import Any, TypeAlias
@@ -118,7 +118,10 @@ def _bounded_int(text: str) -> int:
 def _bounded_decimal(text: str) -> Decimal:
     if len(text) > MAX_NUMBER_CHARS:
         raise _Refused(f"number too long ({len(text)} characters)")
-    value = Decimal(text)
+    try:
+        value = Decimal(text)
+    except InvalidOperation:  # an exponent beyond what decimal can hold: 1e9999999999999999999
+        raise _Refused(f"number out of range: {text}") from None
     # "1e999999999" is short but absurd, and would explode anything that scales it.
     if abs(value.adjusted()) > MAX_NUMBER_CHARS:
         raise _Refused(f"number out of range: {text}")

@@ -67,6 +67,10 @@ class _Layout:
             values = self.sedes.deserialize(item)
         except RLPException as exc:
             raise DecodeError(f"malformed {self.name} transaction: {exc}", where=where) from None
+        except TypeError:  # pyrlp's integer sedes, given a list where an integer belongs
+            raise DecodeError(
+                f"malformed {self.name} transaction: a list where an integer belongs", where=where
+            ) from None
         return dict(zip((name for name, _ in self.fields), values, strict=True))
 
 
