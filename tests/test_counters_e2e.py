@@ -13,6 +13,7 @@ import asyncio
 import signal
 import tempfile
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -151,9 +152,9 @@ async def test_unknown_outcomes_keep_counting_after_redis_loses_everything(
 # -- Redis stopped or gone --------------------------------------------------------------------
 
 
-@pytest_asyncio.fixture
-async def lonely_fleet(
-    postgres_server_url: str, migrated_template: str, devnet: Devnet
+@asynccontextmanager
+async def lonely_gateway(
+    postgres_server_url: str, migrated_template: str, devnet: Devnet, **env: str
 ) -> AsyncIterator[tuple[Fleet, Any]]:
     """One gateway on a Redis of its own, which the test may freeze or kill."""
     with (
@@ -169,6 +170,7 @@ async def lonely_fleet(
             document=document(devnet.chain_id, "lonely", 10**6),
             agent="spender",
             count=1,
+            extra_env=env,
         ) as running:
             try:
                 yield running, node.process
@@ -177,9 +179,15 @@ async def lonely_fleet(
 
 
 async def test_spends_are_refused_and_not_forwarded_while_redis_is_frozen_or_gone(
-    lonely_fleet: tuple[Fleet, Any], devnet: Devnet
+    postgres_server_url: str, migrated_template: str, devnet: Devnet
 ) -> None:
-    fleet, valkey = lonely_fleet
+    async with lonely_gateway(postgres_server_url, migrated_template, devnet) as lonely:
+        await check_refused_while_redis_is_frozen_or_gone(*lonely, devnet)
+
+
+async def check_refused_while_redis_is_frozen_or_gone(
+    fleet: Fleet, valkey: Any, devnet: Devnet
+) -> None:
     recipient = fresh_recipient()
     assert "result" in await fleet.rpc(0, "eth_sendTransaction", transfer(recipient, 1))
     valkey.send_signal(signal.SIGSTOP)  # slow: nothing answers within redis_timeout
@@ -195,3 +203,31 @@ async def test_spends_are_refused_and_not_forwarded_while_redis_is_frozen_or_gon
     gone = await fleet.rpc(0, "eth_sendTransaction", transfer(recipient, 8))
     assert gone["error"]["code"] == -32002
     assert await devnet.balance(recipient) == 1 + 4
+
+
+async def test_with_reads_fail_open_known_agents_still_read_but_never_spend(
+    postgres_server_url: str, migrated_template: str, devnet: Devnet
+) -> None:
+    async with lonely_gateway(
+        postgres_server_url, migrated_template, devnet, WALLETGATE_READS_FAIL_OPEN="1"
+    ) as (fleet, valkey):
+        recipient = fresh_recipient()
+        assert "result" in await fleet.rpc(0, "eth_sendTransaction", transfer(recipient, 1))
+        valkey.send_signal(signal.SIGSTOP)
+        read = await fleet.rpc(0, "eth_getBalance", [recipient, "latest"])
+        spend = await fleet.rpc(0, "eth_sendTransaction", transfer(recipient, 2))
+        async with (  # an agent this gateway has never seen
+            aiohttp.ClientSession() as session,
+            session.post(
+                fleet.urls[0],
+                json={"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []},
+                headers={"Authorization": "Bearer wg_" + "x" * 43},
+            ) as response,
+        ):
+            stranger = (response.status, await response.json())
+        valkey.send_signal(signal.SIGCONT)
+        assert int(read["result"], 16) == 1
+        assert spend["error"]["code"] == -32002
+        assert spend["error"]["data"]["reason"] == "unavailable"
+        assert stranger[0] == 503 and stranger[1]["error"]["code"] == -32002
+        assert await devnet.balance(recipient) == 1

@@ -20,7 +20,6 @@ import asyncpg
 from aiohttp import HttpVersion11, web
 from redis.exceptions import RedisError
 
-from walletgate.policies.model import PolicySet
 from walletgate.proxy import errors
 from walletgate.proxy.backend import BackendClient
 from walletgate.proxy.jsonrpc import dumps, parse_body
@@ -143,19 +142,28 @@ async def _handle_rpc(request: web.Request, app_state: AppState) -> web.Response
             ),
             status=401,
         )
+    reads_only = False
     try:
         snapshot = await app_state.state.snapshot()
         info = await app_state.state.authenticate(token, at=snapshot)
     except (CacheUnavailable, RedisError, OSError, asyncpg.PostgresError) as exc:
-        return _json(
-            errors.error_object(
-                None,
-                errors.RESOURCE_UNAVAILABLE,
-                "walletgate cannot check credentials or policies right now; nothing was forwarded",
-                {"decision": "deny", "reason": "unavailable", "detail": type(exc).__name__},
-            ),
-            status=503,
+        # reads_fail_open: an agent this process already knows may still read, on the
+        # state it last saw; its spends are refused (CallHandler reads_only).
+        remembered = (
+            app_state.state.remembered(token) if app_state.gateway.reads_fail_open else None
         )
+        if remembered is None:
+            return _json(
+                errors.error_object(
+                    None,
+                    errors.RESOURCE_UNAVAILABLE,
+                    "walletgate cannot check credentials or policies right now; "
+                    "nothing was forwarded",
+                    {"decision": "deny", "reason": "unavailable", "detail": type(exc).__name__},
+                ),
+                status=503,
+            )
+        (snapshot, info), reads_only = remembered, True
     if info is None:
         app_state.throttle.failed(client, now)
         metrics.auth_failures.labels(kind="invalid").inc()
@@ -190,16 +198,16 @@ async def _handle_rpc(request: web.Request, app_state: AppState) -> web.Response
         response.force_close()
         return response
     caller = Caller(agent_id=info.agent_id, owner_id=info.owner_id, token_id=str(info.token_id))
-    return await _answer(body, app_state.gateway, backend, caller, snapshot.policies)
+    handler = CallHandler(
+        app_state.gateway, backend, caller, snapshot.policies, reads_only=reads_only
+    )
+    return await _answer(body, handler)
 
 
-async def _answer(
-    body: bytes, gateway: Gateway, backend: BackendClient, caller: Caller, policies: PolicySet
-) -> web.Response:
+async def _answer(body: bytes, handler: CallHandler) -> web.Response:
     parsed = parse_body(body)
     if parsed.error is not None:
         return _json(parsed.error)
-    handler = CallHandler(gateway, backend, caller, policies)
     responses: list[Any] = []
     # Batch elements are decided one by one, in order: each passes every check on its
     # own, and nonces reach the backend in the order the agent sent them.

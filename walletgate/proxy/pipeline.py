@@ -144,17 +144,30 @@ class CallHandler:
     """Handles the calls of one HTTP request for one caller and one backend."""
 
     def __init__(
-        self, gw: Gateway, backend: BackendClient, caller: Caller, policies: PolicySet
+        self,
+        gw: Gateway,
+        backend: BackendClient,
+        caller: Caller,
+        policies: PolicySet,
+        *,
+        reads_only: bool = False,
     ) -> None:
         self._gw = gw
         self._backend = backend
         self._caller = caller
         self._policies = policies
+        # The state could not be proven current (Redis is down) and reads fail open:
+        # reads are served, anything else is refused as unavailable.
+        self._reads_only = reads_only
 
     async def handle(self, call_id: Any, method: str, params: Any) -> Response:
         """Decide one call and return its JSON-RPC response."""
         method_class = classify(method)
         self._gw.metrics.requests.labels(method_class=str(method_class)).inc()
+        if self._reads_only and method_class is not MethodClass.READ:
+            decision = _unavailable("policies and credentials cannot be checked")
+            self._count(decision)
+            return _refusal(call_id, decision, None)
         limited = await self._count_request(call_id, method_class)
         if limited is not None:
             return limited

@@ -294,6 +294,15 @@ class StateCache:
             self._note_use(info.token_id)
         return info
 
+    def remembered(self, token: str) -> tuple[Snapshot, TokenInfo] | None:
+        """The last snapshot and ``token``'s agent as this process remembers them, with
+        no I/O; ``None`` unless both are in memory. Possibly stale: only for serving
+        reads while Redis is down, when the operator chose ``reads_fail_open``."""
+        if self._snapshot is None or not looks_like_token(token):
+            return None
+        info = self._tokens.get(hash_token(token))
+        return None if info is None else (self._snapshot, info)
+
     async def _load_token(self, token: str, digest: bytes, min_version: int) -> TokenInfo | None:
         key = token_key(digest)
         with redis_errors("reading the token cache"):
