@@ -239,6 +239,14 @@ async def test_keys_of_one_reservation_group_share_a_slot(rig: Rig) -> None:
     assert isinstance(await spend(rig, rig.counters(), claims), Reservation)
 
 
+async def test_scripts_are_reloaded_after_redis_forgets_them(rig: Rig) -> None:
+    counters = rig.counters()
+    assert isinstance(await spend(rig, counters, [cap(10, 4)]), Reservation)
+    await rig.redis.script_flush()  # as after a restart: EVALSHA answers NOSCRIPT
+    assert isinstance(await spend(rig, counters, [cap(10, 6)]), Reservation)
+    assert isinstance(await spend(rig, counters, [cap(10, 1)]), CounterRefusal)
+
+
 # -- precision -------------------------------------------------------------------------------
 
 
