@@ -350,7 +350,8 @@ def _requests_carrying_tokens(gw: RecordedGateway, token: str) -> list[bytes]:
     ]
 
 
-async def test_tokens_are_never_stored_cached_or_logged_in_plain_text(gw: RecordedGateway) -> None:
+async def _assert_tokens_stay_secret(gw: RecordedGateway) -> None:
+    """Send every token-carrying request, then look for the tokens everywhere."""
     tokens = dict(gw.tokens)
     tokens["revoked"] = issue_token("alice", gw.env)
     walletgate_cli(["agents", "token", "revoke", tokens["revoked"]], gw.env)
@@ -378,6 +379,19 @@ async def test_tokens_are_never_stored_cached_or_logged_in_plain_text(gw: Record
     assert "/t/<redacted>/rpc/nope" in log
     assert "refused a malformed HTTP request" in log
     assert "Traceback" not in log
+
+
+async def test_tokens_are_never_stored_cached_or_logged_in_plain_text(gw: RecordedGateway) -> None:
+    await _assert_tokens_stay_secret(gw)
+
+
+gw_workers = recorded_gateway_fixture("security-workers", serve_args=("--workers", "2"))
+
+
+async def test_worker_processes_log_no_tokens_either(gw_workers: RecordedGateway) -> None:
+    """``serve --workers`` starts fresh processes: they must set up the same logging."""
+    await _assert_tokens_stay_secret(gw_workers)
+    assert "[worker " in gw_workers.log()
 
 
 async def test_tokens_are_looked_up_by_digest_and_compared_in_constant_time(

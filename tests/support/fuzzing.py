@@ -151,6 +151,10 @@ def mutations_of(draw: st.DrawFn, value: Any, replacements: st.SearchStrategy[An
     return value
 
 
+#: Longer pieces text mutations insert: escapes, and numbers no decimal can hold.
+_PIECES = ["\\u0000", "\\ud800", "é", "1e9999999999999999999", "-1E-99999999999999999", "0."]
+
+
 @st.composite
 def text_mutations(draw: st.DrawFn, text: str) -> str:
     """``text`` with characters inserted, deleted or replaced, or a slice duplicated
@@ -158,7 +162,7 @@ def text_mutations(draw: st.DrawFn, text: str) -> str:
     for _ in range(draw(st.integers(1, 4))):
         position = draw(st.integers(0, len(text)))
         action = draw(st.sampled_from(["insert", "delete", "replace", "duplicate"]))
-        piece = draw(st.sampled_from([*'{}[]",:\\0x1 ', "\\u0000", "\\ud800", "é"]))
+        piece = draw(st.sampled_from([*'{}[]",:\\0x1 ', *_PIECES]))
         if action == "insert":
             text = text[:position] + piece + text[position:]
         elif action == "delete":

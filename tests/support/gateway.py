@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -129,12 +129,17 @@ async def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
 
 
 def start_gateway(
-    env: Mapping[str, str], port: int, *, log: IO[bytes] | None = None
+    env: Mapping[str, str],
+    port: int,
+    *,
+    log: IO[bytes] | None = None,
+    args: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
-    """Start ``walletgate serve`` on ``port`` with ``env``; its stdout and stderr go to
-    ``log`` when given (to inspect what it logs), else stderr is inherited."""
+    """Start ``walletgate serve`` on ``port`` with ``env`` and extra ``args``; its stdout
+    and stderr go to ``log`` when given (to inspect what it logs), else stderr is
+    inherited."""
     return subprocess.Popen(
-        [sys.executable, "-m", "walletgate.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "walletgate.cli", "serve", "--port", str(port), *args],
         env={**os.environ, **env},
         stdout=log if log is not None else subprocess.DEVNULL,
         stderr=subprocess.STDOUT if log is not None else None,

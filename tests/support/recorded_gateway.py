@@ -25,7 +25,7 @@ import json
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -381,9 +381,11 @@ async def recorded_gateway(
     devnet: Devnet,
     directory: Path,
     extra_env: Mapping[str, str] | None = None,
+    serve_args: Sequence[str] = (),
 ) -> AsyncIterator[RecordedGateway]:
-    """Start a gateway on a private database (cloned from the migrated template), the
-    session's Redis (flushed) and recording backends; stop everything afterwards."""
+    """Start a gateway (``walletgate serve`` with ``serve_args``) on a private database
+    (cloned from the migrated template), the session's Redis (flushed) and recording
+    backends; stop everything afterwards."""
     name = f"wg_recorded_{secrets.token_hex(6)}"
     admin = await asyncpg.connect(postgres_server_url)
     await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
@@ -410,7 +412,7 @@ async def recorded_gateway(
             walletgate_cli(["policies", "apply", str(policy_file)], env)
             tokens = {agent: issue_token(agent, env) for agent in ("alice", "bob")}
             port = free_port()
-            process = start_gateway(env, port, log=log)
+            process = start_gateway(env, port, log=log, args=serve_args)
             try:
                 await wait_healthy(f"http://127.0.0.1:{port}/", process)
                 yield RecordedGateway(
@@ -434,7 +436,9 @@ async def recorded_gateway(
         await admin.close()
 
 
-def recorded_gateway_fixture(name: str, extra_env: Mapping[str, str] | None = None) -> Any:
+def recorded_gateway_fixture(
+    name: str, extra_env: Mapping[str, str] | None = None, serve_args: Sequence[str] = ()
+) -> Any:
     """A module-scoped fixture starting a :func:`recorded_gateway` (assign it to ``gw``)."""
 
     @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -452,6 +456,7 @@ def recorded_gateway_fixture(name: str, extra_env: Mapping[str, str] | None = No
             devnet=devnet,
             directory=tmp_path_factory.mktemp(name),
             extra_env=extra_env,
+            serve_args=serve_args,
         ) as started:
             yield started
 

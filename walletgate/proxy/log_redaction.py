@@ -82,10 +82,13 @@ def loggable_path(request: web.BaseRequest) -> str:
     return redact_tokens(_PATH_TOKEN.sub("/t/<redacted>", request.path))
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """Send every log record to stderr through the filter and formatter above."""
+def configure_logging(level: int = logging.INFO, *, process_label: str = "") -> None:
+    """Send every log record to stderr through the filter and formatter above;
+    ``process_label`` follows the logger name (``[worker 2]``)."""
     handler = logging.StreamHandler()
-    handler.setFormatter(RedactingFormatter(LOG_FORMAT))
+    handler.setFormatter(
+        RedactingFormatter(LOG_FORMAT.replace("%(name)s", f"%(name)s{process_label}"))
+    )
     handler.addFilter(MalformedRequestFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

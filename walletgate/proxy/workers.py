@@ -62,12 +62,11 @@ def _worker_main(settings: Settings, index: int, channel: Connection) -> None:
     """Entry point of a worker process: serve until told to stop or orphaned."""
     # Imported here: the parent needs none of the request path.
     from walletgate.proxy.backend import BackendError
+    from walletgate.proxy.log_redaction import configure_logging
     from walletgate.proxy.server import serve
 
-    logging.basicConfig(
-        level=logging.INFO,
-        format=f"%(asctime)s %(levelname)s %(name)s[worker {index}]: %(message)s",
-    )
+    # The same redacting set-up as a single process: workers see tokens too.
+    configure_logging(logging.INFO, process_label=f"[worker {index}]")
 
     async def run() -> None:
         # A worker must not outlive its supervisor (killed with SIGKILL, say): it would
