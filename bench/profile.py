@@ -34,6 +34,12 @@ COMPONENTS: tuple[tuple[str, str], ...] = (
 )
 # Standard-library frames (their paths are relative to the library, e.g. asyncio/...).
 _TRANSPARENT = re.compile(r"^(asyncio|selectors|json|concurrent|threading|uuid)(/|\.py)")
+#: Costs that cut across components: (name, pattern on "function (path)" of any frame).
+CROSS_CUTTING: tuple[tuple[str, str], ...] = (
+    ("sending on sockets (the send system call)", r"^(write|writelines|_write_ready) \(asyncio/"),
+    ("JSON encoding and decoding (stdlib json)", r"\(json/"),
+    ("logging", r"\(logging/"),
+)
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<path>[^()]*?)(?::\d+)?\)$", re.S)
 EVENT_LOOP = "event loop and other"
 
@@ -45,6 +51,7 @@ class Profile:
     samples: int
     components: dict[str, int]
     functions: dict[str, int]  # "function (path)" -> samples with it on the stack
+    cross_cutting: dict[str, int]
 
     def share(self, count: int) -> float:
         return count / self.samples if self.samples else 0.0
@@ -79,18 +86,21 @@ def summarize(samples: Iterable[tuple[list[str], int]]) -> Profile:
     """Count samples per component and per function on the stack."""
     components: Counter[str] = Counter()
     functions: Counter[str] = Counter()
+    cross: Counter[str] = Counter()
     total = 0
     for frames, count in samples:
         total += count
         components[component_of(frames)] += count
-        seen = set()
+        keys = []
         for frame in frames:
             func, path = _split(frame)
-            key = f"{func} ({path})"
-            if key not in seen:
-                seen.add(key)
-                functions[key] += count
-    return Profile(total, dict(components), dict(functions))
+            keys.append(f"{func} ({path})")
+        for key in set(keys):
+            functions[key] += count
+        for name, pattern in CROSS_CUTTING:
+            if any(re.search(pattern, key) for key in keys):
+                cross[name] += count
+    return Profile(total, dict(components), dict(functions), dict(cross))
 
 
 def walletgate_functions(profile: Profile, limit: int) -> list[tuple[str, int]]:

@@ -36,7 +36,6 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from bench import anatomy, loadgen, profile, services, stores
-from bench.policyset import bench_wallet
 from bench.procstat import CpuGroups, cpu_delta
 from bench.results import (
     CLOSED,
@@ -63,9 +62,9 @@ MATRIX_TARGETS = ("direct", "nginx", "passthrough", "walletgate")
 class BenchConfig:
     """How much to measure. The defaults are the full run (about 15 minutes)."""
 
-    seconds: float = 5.0  # per closed-loop measurement
+    seconds: float = 4.0  # per closed-loop measurement
     rounds: int = 3
-    open_seconds: float = 8.0
+    open_seconds: float = 6.0
     connections: int = 32
     wallets: tuple[int, ...] = (1, 1_000, 100_000)
     main_wallets: int = 1_000  # the deployment the scenario matrix runs against
@@ -223,11 +222,11 @@ class Run:
                     self.measure(section, scenario, target, round_, **kw)
 
     def open_loop(self, scenarios: Sequence[Scenario], targets: Sequence[Target]) -> None:
-        """Latency at half the pass-through's saturation rate, and at half each
-        walletgate's own (the rate it can actually carry)."""
+        """Latency at half the pass-through's saturation rate; and at half walletgate's
+        own (the rate it can actually carry), with the others at that rate too, so what
+        walletgate adds shows even where it cannot carry the first rate."""
         for scenario in scenarios:
-            reference = self.results.throughput(CLOSED, scenario.name, "passthrough")
-            rate = reference / 2
+            rate = self.results.throughput(CLOSED, scenario.name, "passthrough") / 2
             for target in targets:
                 capacity = self.results.throughput(CLOSED, scenario.name, target.info.name)
                 if rate > MAX_OPEN_LOAD * capacity:
@@ -237,9 +236,12 @@ class Run:
                     )
                 else:
                     self.measure(OPEN, scenario, target, 0, rate=rate, rate_basis=PASS_RATE)
-                if target.walletgate:
-                    own = capacity / 2
-                    self.measure(OPEN, scenario, target, 0, rate=own, rate_basis=OWN_RATE)
+            walletgate = self.results.throughput(CLOSED, scenario.name, "walletgate")
+            for target in targets:
+                if target.info.name in ("walletgate", "direct", "passthrough"):
+                    self.measure(
+                        OPEN, scenario, target, 0, rate=walletgate / 2, rate_basis=OWN_RATE
+                    )
 
     async def count_store_traffic(self, target: Target, redis_url: str) -> None:
         """Redis round trips and PostgreSQL transactions per request, per scenario."""
@@ -278,6 +280,7 @@ class Run:
             "samples": summary.samples,
             "components": summary.components,
             "functions": dict(profile.walletgate_functions(summary, 25)),
+            "cross_cutting": summary.cross_cutting,
             "raw": str(output),
         }
         _say(f"profile: {summary.samples} samples of {target.info.name} -> {output}")
@@ -553,10 +556,7 @@ def run(config: BenchConfig, workdir: Path) -> Results:
                 fill_started = time.monotonic()
                 count = asyncio.run(
                     stores.fill_audit(
-                        provisioned[deployment.name][0],
-                        deployment.audit_rows,
-                        deployment.wallets,
-                        bench_wallet(),
+                        provisioned[deployment.name][0], deployment.audit_rows, deployment.wallets
                     )
                 )
                 _say(
