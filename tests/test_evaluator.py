@@ -6,10 +6,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from eth_account import Account
+from eth_utils import to_checksum_address
 
+from tests.support.evm_builders import permit2_transfer, transfer_authorization
 from tests.support.policy_world import (
     ALICE,
     BOB,
@@ -76,6 +80,7 @@ from walletgate.policies.model import (
     Window,
 )
 from walletgate.policies.request import SpendRequest
+from walletgate.proxy.evm.decode import decode_call
 
 ETH_CAP = PerTxCap("eth-per-tx", eth_limit("1.5"))
 WUSD_CAP = PerTxCap("wusd-per-tx", wusd_limit("1000"))
@@ -83,6 +88,8 @@ USD_CAP = PerTxCap("usd-per-tx", usd_limit("1000"))
 DAILY_ETH = CumulativeCap("eth-daily", eth_limit("5"), Window(seconds=86400), Scope.WALLET)
 DAILY_USD = CumulativeCap("usd-daily", usd_limit("20000"), Window(seconds=86400), Scope.OWNER)
 CAPS = policy("caps", ETH_CAP, WUSD_CAP)
+TYPED_V4 = "eth_signTypedData_v4"
+RAW_TX_HASH = "0x" + "ab" * 32
 WEEKDAYS = frozenset(range(5))
 
 
@@ -147,6 +154,24 @@ CASES = [
         "an intent on another chain",
         (CAPS,),
         spend(native(ALICE, 1, chain=OTHER_CHAIN)),
+        Reason.CHAIN_MISMATCH,
+    ),
+    deny(
+        "raw transaction signed with no chain id (pre-EIP-155)",
+        (CAPS,),
+        spend(native(ALICE, 1), method="eth_sendRawTransaction", tx_hash=RAW_TX_HASH),
+        Reason.CHAIN_MISMATCH,
+    ),
+    deny(
+        "EIP-7702 authorization for chain 0 (every chain)",
+        (policy("delegation", DelegationAllowlist("d", frozenset({DELEGATE}))),),
+        spend(delegation(DELEGATE, authorization_chain=0)),
+        Reason.CHAIN_MISMATCH,
+    ),
+    deny(
+        "EIP-7702 authorization for another chain",
+        (policy("delegation", DelegationAllowlist("d", frozenset({DELEGATE}))),),
+        spend(delegation(DELEGATE, authorization_chain=OTHER_CHAIN)),
         Reason.CHAIN_MISMATCH,
     ),
     deny(
@@ -565,6 +590,17 @@ CASES = [
         Reason.SIGNING_NOT_ALLOWED,
     ),
     deny(
+        "undecodable typed data for a known token, even with the method allowed",
+        (CAPS, policy("signing", SigningAllowlist("sign", frozenset({TYPED_V4})))),
+        sign(signature(TYPED_V4, verifying_contract=WUSD_TOKEN), method=TYPED_V4),
+        Reason.SIGNING_NOT_ALLOWED,
+    ),
+    allow(
+        "typed data for a contract that is no known asset is judged by the allowlist",
+        (policy("signing", SigningAllowlist("sign", frozenset({TYPED_V4}))),),
+        sign(signature(TYPED_V4, verifying_contract=ROUTER), method=TYPED_V4),
+    ),
+    deny(
         "signing method not on the allowlist",
         (policy("signing", SigningAllowlist("sign", frozenset({"personal_sign"}))),),
         sign(signature("eth_sign"), method="eth_sign"),
@@ -678,6 +714,147 @@ def test_every_rule_is_reported_passed_or_failed() -> None:
         ("deny", "sanctioned"): True,
     }
     assert decision.findings[0].passed is False  # the deciding finding comes first
+
+
+def test_a_raw_transaction_must_bind_the_backend_chain() -> None:
+    def raw(bound_chain: int | None) -> SpendRequest:
+        return spend(
+            native(ALICE, 1),
+            method="eth_sendRawTransaction",
+            bound_chain=bound_chain,
+            tx_hash=RAW_TX_HASH,
+        )
+
+    unbound = evaluate(raw(None), world(CAPS), NOW)
+    assert unbound.reason is Reason.CHAIN_MISMATCH
+    assert "without a chain id (pre-EIP-155)" in unbound.message
+    assert "replayable on every chain" in unbound.message
+    assert evaluate(raw(CHAIN), world(CAPS), NOW).outcome is Outcome.ALLOW
+    # A transaction object with no chainId is signed by the backend, for its own chain.
+    assert evaluate(spend(native(ALICE, 1)), world(CAPS), NOW).outcome is Outcome.ALLOW
+
+
+@pytest.mark.parametrize(
+    ("authorization_chain", "fragment"),
+    [(0, "signed for chain id 0, which is valid on every chain"), (1, "signed for chain 1,")],
+)
+def test_an_authorization_must_name_the_backend_chain(
+    authorization_chain: int, fragment: str
+) -> None:
+    policies = world(policy("delegation", DelegationAllowlist("d", frozenset({DELEGATE}))))
+    request = spend(native(ALICE, 0), delegation(DELEGATE, authorization_chain=authorization_chain))
+    decision = evaluate(request, policies, NOW)
+    assert decision.reason is Reason.CHAIN_MISMATCH
+    assert fragment in decision.message
+    assert f"intents[1]: the EIP-7702 authorization delegating {TRADER_HOT} to {DELEGATE}" in (
+        decision.message
+    )
+    assert f"this backend serves chain {CHAIN}" in decision.message
+
+
+def test_undecodable_typed_data_for_a_known_token_is_refused_whatever_is_allowed() -> None:
+    everything = policy(
+        "all",
+        ETH_CAP,
+        WUSD_CAP,
+        SigningAllowlist("sign", frozenset({TYPED_V4, "personal_sign"})),
+    )
+    request = sign(signature(TYPED_V4, verifying_contract=WUSD_TOKEN), method=TYPED_V4)
+    decision = evaluate(request, world(everything), NOW)
+    assert (decision.outcome, decision.reason) == (Outcome.DENY, Reason.SIGNING_NOT_ALLOWED)
+    assert decision.deciding is not None and decision.deciding.rule_type == "coverage"
+    assert f"for token contract {WUSD_TOKEN} (WUSD) that walletgate cannot decode" in (
+        decision.message
+    )
+
+
+def test_a_transfer_authorization_is_judged_as_a_transfer() -> None:
+    # EIP-3009 typed data decodes to a TokenTransfer on a signing request: caps apply.
+    signing = SigningAllowlist("sign", frozenset({TYPED_V4}))
+    policies = world(policy("caps", WUSD_CAP, signing))
+    over = sign(transfer(WUSD_TOKEN, ALICE, wusd("1000.01")), method=TYPED_V4)
+    within = sign(transfer(WUSD_TOKEN, ALICE, wusd("1000")), method=TYPED_V4)
+    assert evaluate(over, policies, NOW).reason is Reason.PER_TX_CAP
+    assert evaluate(within, policies, NOW).outcome is Outcome.ALLOW
+    uncapped = evaluate(within, world(policy("sign", signing)), NOW)
+    assert uncapped.reason is Reason.NO_POLICY
+
+
+# -- decoded from real signed bytes -----------------------------------------------------
+#
+# The reviewer's holes, end to end: real signatures (eth-account) through the decoder
+# and the evaluator. TRADER_HOT is the address of private key 1.
+
+TRADER_KEY = "0x" + "00" * 31 + "01"
+REAL_WORLD = (
+    policy(
+        "everything",
+        ETH_CAP,
+        WUSD_CAP,
+        SigningAllowlist("sign", frozenset({TYPED_V4})),
+        DelegationAllowlist("d", frozenset({DELEGATE})),
+    ),
+)
+
+
+def _decide(method: str, params: list[Any]) -> Decision:
+    decoded = decode_call(method, params, chain_id=CHAIN)
+    return evaluate(SpendRequest("trader", decoded, CHAIN), world(*REAL_WORLD), NOW)
+
+
+@pytest.mark.parametrize(("chain", "allowed"), [(None, False), (CHAIN, True)])
+def test_real_legacy_raw_transaction_must_carry_a_chain_id(
+    chain: int | None, allowed: bool
+) -> None:
+    to = to_checksum_address(ALICE)
+    tx: dict[str, Any] = {"nonce": 0, "gasPrice": 10**9, "gas": 21000, "to": to, "value": 1}
+    if chain is not None:
+        tx["chainId"] = chain
+    raw = "0x" + bytes(Account.sign_transaction(tx, TRADER_KEY).raw_transaction).hex()
+    decision = _decide("eth_sendRawTransaction", [raw])
+    assert decision.outcome is (Outcome.ALLOW if allowed else Outcome.DENY), decision.message
+    if not allowed:
+        assert decision.reason is Reason.CHAIN_MISMATCH
+
+
+@pytest.mark.parametrize(("chain", "allowed"), [(0, False), (1, False), (CHAIN, True)])
+def test_real_authorization_must_name_the_backend_chain(chain: int, allowed: bool) -> None:
+    signed = Account.sign_authorization(
+        {"chainId": chain, "address": DELEGATE, "nonce": 1}, TRADER_KEY
+    )
+    authorization = {
+        "chainId": hex(chain),
+        "address": DELEGATE,
+        "nonce": "0x1",
+        "yParity": hex(signed.y_parity),
+        "r": hex(signed.r),
+        "s": hex(signed.s),
+    }
+    tx = {"from": TRADER_HOT, "to": ALICE, "type": "0x4", "authorizationList": [authorization]}
+    decision = _decide("eth_sendTransaction", [tx])
+    assert decision.outcome is (Outcome.ALLOW if allowed else Outcome.DENY), decision.message
+    if not allowed:
+        assert decision.reason is Reason.CHAIN_MISMATCH
+
+
+def test_real_transfer_authorization_is_capped_although_signing_is_allowed() -> None:
+    document = transfer_authorization(TRADER_HOT, wusd("1000.01"), to=ALICE, token=WUSD_TOKEN)
+    assert _decide(TYPED_V4, [TRADER_HOT, document]).reason is Reason.PER_TX_CAP
+    document["message"]["value"] = wusd("1000")
+    assert _decide(TYPED_V4, [TRADER_HOT, document]).outcome is Outcome.ALLOW
+
+
+def test_real_permit2_witness_under_another_name_is_capped() -> None:
+    tokens = [(WUSD_TOKEN, wusd("1000.01"))]
+    document = permit2_transfer(tokens, batch=False, witness=True, witness_field=("order", "Order"))
+    assert _decide(TYPED_V4, [TRADER_HOT, document]).reason is Reason.PER_TX_CAP
+
+
+def test_real_undecodable_typed_data_for_a_known_token_is_refused() -> None:
+    document = transfer_authorization(TRADER_HOT, 1, to=ALICE, token=WUSD_TOKEN)
+    document["types"]["TransferWithAuthorization"][5]["type"] = "uint256"  # not EIP-3009
+    document["message"]["nonce"] = 1
+    assert _decide(TYPED_V4, [TRADER_HOT, document]).reason is Reason.SIGNING_NOT_ALLOWED
 
 
 def test_a_coverage_gap_names_no_policy() -> None:

@@ -101,7 +101,10 @@ def test_signed_chain_wins_over_the_backend_chain() -> None:
 def test_pre_eip155_legacy_binds_no_chain() -> None:
     unbound = {key: value for key, value in LEGACY.items() if key != "chainId"}
     decoded = raw(sign_raw(unbound), chain_id=CHAIN_ID)
+    # Reported faithfully: admission refuses it (replayable on every chain), and knows it
+    # for a signed transaction by its hash.
     assert decoded.chain_id is None
+    assert decoded.tx_hash == tx_hash(unbound)
     assert decoded.wallet == WALLET
     assert decoded.intents == (NativeTransfer(CHAIN_ID, WALLET, RECIPIENT, 10**18),)
     with pytest.raises(DecodeError, match="backend's chain is not known"):
@@ -137,6 +140,7 @@ def test_set_code_authorizations_are_delegations_of_their_authorities() -> None:
 
 
 def test_an_any_chain_authorization_keeps_its_signed_chain_id() -> None:
+    # Admission refuses it: an authorization must name exactly the backend's chain.
     decoded = raw(sign_raw(set_code_tx(BOB.key, chain_id=0)))
     assert decoded.intents[1] == Delegation(CHAIN_ID, address_of(BOB), DELEGATE, 0)
 

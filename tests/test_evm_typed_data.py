@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import eth_abi
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+from eth_utils import keccak
 
 from tests.support.evm_builders import (
     ALICE,
@@ -24,6 +26,7 @@ from tests.support.evm_builders import (
     permit2_batch,
     permit2_single,
     permit2_transfer,
+    transfer_authorization,
 )
 from walletgate.intents import (
     MAX_UINT256,
@@ -31,8 +34,10 @@ from walletgate.intents import (
     MessageSignature,
     MethodClass,
     TokenApproval,
+    TokenTransfer,
 )
 from walletgate.proxy.evm.decode import decode_call
+from walletgate.proxy.evm.typed_data import PERMIT2_ADDRESS
 
 WALLET = address_of(ALICE)
 OTHER_TOKEN = "0x" + "71" * 20
@@ -67,6 +72,8 @@ def test_fixtures_are_real_signable_typed_data() -> None:
         permit2_single(TOKEN, 5),
         permit2_batch([(TOKEN, 1)]),
         permit2_transfer([(TOKEN, 1)], batch=True, witness=True),
+        permit2_transfer([(TOKEN, 1)], batch=False, witness=True, witness_field=("o", "bytes32")),
+        transfer_authorization(WALLET, 5),
     ):
         signed = Account.sign_typed_data(ALICE.key, full_message=document)
         recovered = Account.recover_message(
@@ -184,6 +191,150 @@ def test_permit2_signature_transfers(batch: bool, witness: bool) -> None:
     decoded = sign_typed(permit2_transfer(tokens, batch=batch, witness=witness))
     expected = [approval(3, via="permit2"), approval(4, token=OTHER_TOKEN, via="permit2")]
     assert decoded.intents == tuple(expected[: len(tokens)])
+
+
+WITNESS_FIELDS = [
+    ("witness", "Order"),
+    ("order", "Order"),
+    ("exampleTrade", "Order"),
+    ("witness", "bytes32"),
+    ("hash", "uint256"),
+]
+
+
+@pytest.mark.parametrize("witness_field", WITNESS_FIELDS, ids=lambda f: f"{f[1]} {f[0]}")
+@pytest.mark.parametrize("batch", [False, True])
+def test_permit2_witness_of_any_name_and_type_is_an_approval(
+    batch: bool, witness_field: tuple[str, str]
+) -> None:
+    tokens = [(TOKEN, 3), (OTHER_TOKEN, 4)] if batch else [(TOKEN, 3)]
+    document = permit2_transfer(tokens, batch=batch, witness=True, witness_field=witness_field)
+    expected = [approval(3, via="permit2"), approval(4, token=OTHER_TOKEN, via="permit2")]
+    assert sign_typed(document).intents == tuple(expected[: len(tokens)])
+
+
+def test_permit2_verifies_a_witness_under_any_name() -> None:
+    # What Permit2's PermitHash.hashWithWitness computes on chain: a fixed stub, then the
+    # caller's witness type string, and one witness word. A document whose witness is
+    # called "order" hashes the same, so its signature moves tokens: it must be judged.
+    document = permit2_transfer(
+        [(TOKEN, 3)], batch=False, witness=True, witness_field=WITNESS_FIELDS[1]
+    )
+    stub = (
+        "PermitWitnessTransferFrom(TokenPermissions permitted,address spender,"
+        "uint256 nonce,uint256 deadline,"
+    )
+    witness_type_string = (
+        "Order order)Order(uint256 minOut)TokenPermissions(address token,uint256 amount)"
+    )
+    permissions = keccak(
+        eth_abi.encode(
+            ["bytes32", "address", "uint256"],
+            [keccak(text="TokenPermissions(address token,uint256 amount)"), TOKEN, 3],
+        )
+    )
+    witness = keccak(
+        eth_abi.encode(["bytes32", "uint256"], [keccak(text="Order(uint256 minOut)"), 5])
+    )
+    on_chain = keccak(
+        eth_abi.encode(
+            ["bytes32", "bytes32", "address", "uint256", "uint256", "bytes32"],
+            [keccak(text=stub + witness_type_string), permissions, SPENDER, 7, 2**40, witness],
+        )
+    )
+    assert encode_typed_data(full_message=document).body == on_chain
+    assert sign_typed(document).intents == (approval(3, via="permit2"),)
+
+
+def _permit2_variants() -> list[tuple[str, dict[str, Any], str]]:
+    """(name, document for the Permit2 contract, where the refusal points)."""
+    two_witnesses = permit2_transfer([(TOKEN, 1)], batch=False, witness=True)
+    two_witnesses["types"]["PermitWitnessTransferFrom"].append({"name": "x", "type": "uint256"})
+    two_witnesses["message"]["x"] = 1
+    no_witness = permit2_transfer([(TOKEN, 1)], batch=False)
+    no_witness["primaryType"] = "PermitWitnessTransferFrom"
+    no_witness["types"]["PermitWitnessTransferFrom"] = no_witness["types"].pop("PermitTransferFrom")
+    extra_field = permit2_transfer([(TOKEN, 1)], batch=False, witness=True)
+    extra_field["primaryType"] = "PermitTransferFrom"
+    extra_field["types"]["PermitTransferFrom"] = extra_field["types"].pop(
+        "PermitWitnessTransferFrom"
+    )
+    reordered = permit2_single(TOKEN, 1)
+    fields = reordered["types"]["PermitSingle"]
+    fields[1], fields[2] = fields[2], fields[1]
+    other_struct = permit2_transfer([(TOKEN, 1)], batch=True, witness=True)
+    other_struct["types"]["TokenPermissions"] = [
+        {"name": "token", "type": "address"},
+        {"name": "amount", "type": "uint160"},
+    ]
+    unknown_type = mail(contract=PERMIT2_ADDRESS)
+    return [
+        ("two witness fields", two_witnesses, "params[1].types.PermitWitnessTransferFrom"),
+        ("witness variant without one", no_witness, "params[1].types.PermitWitnessTransferFrom"),
+        ("extra field without witness", extra_field, "params[1].types.PermitTransferFrom"),
+        ("fields reordered", reordered, "params[1].types.PermitSingle"),
+        ("other TokenPermissions", other_struct, "params[1].types.TokenPermissions"),
+        ("not a Permit2 type", unknown_type, "params[1].primaryType"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("document", "where"),
+    [variant[1:] for variant in _permit2_variants()],
+    ids=[variant[0] for variant in _permit2_variants()],
+)
+def test_unrecognised_typed_data_for_permit2_is_refused(document: Any, where: str) -> None:
+    # Before, these were plain message signatures, which a signing allowlist (methods
+    # only) would let through although Permit2 might move tokens on them.
+    error = refusal(document)
+    assert error.where == where
+    assert "Permit2" in error.message
+
+
+@pytest.mark.parametrize("primary", ["TransferWithAuthorization", "ReceiveWithAuthorization"])
+def test_eip3009_authorization_is_a_token_transfer(primary: str) -> None:
+    decoded = sign_typed(transfer_authorization(WALLET, "250", primary=primary))
+    assert (decoded.wallet, decoded.chain_id) == (WALLET, CHAIN_ID)
+    assert decoded.intents == (
+        TokenTransfer(CHAIN_ID, WALLET, TOKEN, RECIPIENT, 250, source=WALLET),
+    )
+
+
+def test_eip3009_authorization_refusals_name_the_field() -> None:
+    error = refusal(transfer_authorization(address_of(BOB), 1))
+    assert error.where == "params[1].message.from"
+    assert "is not the signing address" in error.message
+    assert refusal(transfer_authorization(WALLET, "1_000")).where == "params[1].message.value"
+    no_token = transfer_authorization(WALLET, 1)
+    del no_token["domain"]["verifyingContract"]
+    no_token["types"]["EIP712Domain"].pop()
+    error = refusal(no_token)
+    assert error.where == "params[1].domain.verifyingContract"
+    assert "EIP-3009 TransferWithAuthorization needs" in error.message
+
+
+def test_other_eip3009_shapes_stay_message_signatures() -> None:
+    # Judged as signatures here; the evaluator refuses them when the verifying contract
+    # is a known asset (tests/test_evaluator.py), since they might still move it.
+    odd = transfer_authorization(WALLET, 1)
+    odd["types"]["TransferWithAuthorization"][5]["type"] = "uint256"
+    odd["message"]["nonce"] = 1
+    cancel = transfer_authorization(WALLET, 1)
+    cancel["primaryType"] = "CancelAuthorization"
+    cancel["types"] = {
+        "EIP712Domain": cancel["types"]["EIP712Domain"],
+        "CancelAuthorization": [
+            {"name": "authorizer", "type": "address"},
+            {"name": "nonce", "type": "bytes32"},
+        ],
+    }
+    cancel["message"] = {"authorizer": WALLET, "nonce": "0x" + "11" * 32}
+    for document in (odd, cancel):
+        assert sign_typed(document).intents == (
+            MessageSignature(
+                WALLET, "eth_signTypedData_v4", document["primaryType"], TOKEN, CHAIN_ID
+            ),
+        )
 
 
 def test_permit2_amount_must_fit_uint160() -> None:

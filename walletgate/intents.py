@@ -64,7 +64,8 @@ class TokenTransfer:
     """ERC-20 ``transfer`` / ``transferFrom``. ``source`` is the account debited.
 
     For ``transfer`` the source is the wallet; for ``transferFrom`` it is the ``from``
-    argument, and the wallet acts on an allowance it was given.
+    argument, and the wallet acts on an allowance it was given. An EIP-3009 transfer
+    authorization (signed typed data) is a transfer too, its source the signing wallet.
     """
 
     chain_id: int
@@ -130,7 +131,7 @@ class Delegation:
 
 @dataclass(frozen=True, slots=True)
 class MessageSignature:
-    """An off-chain signature that is not a recognised approval.
+    """An off-chain signature that is not a recognised approval or transfer authorization.
 
     ``method`` is the JSON-RPC method (``eth_sign``, ``personal_sign``,
     ``eth_signTypedData_v4``, ...). ``primary_type`` / ``verifying_contract`` describe
@@ -163,7 +164,8 @@ class DecodedRequest:
     recovered signer of a raw transaction, the address that would sign a message.
     ``chain_id`` is the chain the request binds (a raw transaction's signed chain id,
     or the declared ``chainId``), or ``None`` where nothing binds one; the proxy checks
-    it against the wallet's chain. ``tx_hash`` is set for signed raw transactions.
+    it against the wallet's chain. ``tx_hash`` is set for signed raw transactions (and
+    only for them: admission refuses one whose ``chain_id`` is ``None``, pre-EIP-155).
     """
 
     method: str

@@ -199,9 +199,17 @@ def permit2_batch(tokens: list[tuple[str, int]]) -> dict[str, Any]:
 
 
 def permit2_transfer(
-    tokens: list[tuple[str, int]], *, batch: bool, witness: bool = False
+    tokens: list[tuple[str, int]],
+    *,
+    batch: bool,
+    witness: bool = False,
+    witness_field: tuple[str, str] = ("witness", "Order"),
 ) -> dict[str, Any]:
-    """Permit2 signature transfer typed data (single or batch, optionally with a witness)."""
+    """Permit2 signature transfer typed data (single or batch, optionally with a witness).
+
+    ``witness_field`` is the witness's (name, type): Permit2 takes the witness type string
+    from the caller, so any name works; the type is the ``Order`` struct or an atomic one.
+    """
     primary = (
         ("PermitBatch" if batch else "Permit") + ("Witness" if witness else "") + "TransferFrom"
     )
@@ -220,10 +228,49 @@ def permit2_transfer(
         "deadline": 2**40,
     }
     if witness:
-        fields.append({"name": "witness", "type": "Order"})
-        extra["Order"] = [{"name": "minOut", "type": "uint256"}]
-        message["witness"] = {"minOut": 5}
+        name, kind = witness_field
+        fields.append({"name": name, "type": kind})
+        if kind == "Order":
+            extra["Order"] = [{"name": "minOut", "type": "uint256"}]
+            message[name] = {"minOut": 5}
+        else:
+            message[name] = "0x" + "77" * 32 if kind == "bytes32" else 5
     return _permit2_document(primary, fields, extra, message, PERMIT2)
+
+
+def transfer_authorization(
+    source: str,
+    value: Any,
+    *,
+    primary: str = "TransferWithAuthorization",
+    to: str = RECIPIENT,
+    token: str = TOKEN,
+) -> dict[str, Any]:
+    """EIP-3009 (USDC-style) typed data: ``value`` of ``token`` from ``source`` to ``to``."""
+    domain, domain_type = eip712_domain("USD Coin", token)
+    return {
+        "types": {
+            "EIP712Domain": domain_type,
+            primary: [
+                {"name": "from", "type": "address"},
+                {"name": "to", "type": "address"},
+                {"name": "value", "type": "uint256"},
+                {"name": "validAfter", "type": "uint256"},
+                {"name": "validBefore", "type": "uint256"},
+                {"name": "nonce", "type": "bytes32"},
+            ],
+        },
+        "primaryType": primary,
+        "domain": domain,
+        "message": {
+            "from": source,
+            "to": to,
+            "value": value,
+            "validAfter": 0,
+            "validBefore": 2**40,
+            "nonce": "0x" + "11" * 32,
+        },
+    }
 
 
 def mail(contract: str = "0x" + "cc" * 20) -> dict[str, Any]:

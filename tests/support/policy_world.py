@@ -205,12 +205,23 @@ def creation(*, wallet: str = TRADER_HOT) -> ContractCreation:
     return ContractCreation(CHAIN, canonical_address(wallet), 1024)
 
 
-def delegation(delegate: str, *, wallet: str = TRADER_HOT) -> Delegation:
-    return Delegation(CHAIN, canonical_address(wallet), canonical_address(delegate), CHAIN)
+def delegation(
+    delegate: str, *, wallet: str = TRADER_HOT, authorization_chain: int = CHAIN
+) -> Delegation:
+    return Delegation(
+        CHAIN, canonical_address(wallet), canonical_address(delegate), authorization_chain
+    )
 
 
-def signature(method: str, *, wallet: str = TRADER_HOT) -> MessageSignature:
-    return MessageSignature(canonical_address(wallet), method)
+def signature(
+    method: str, *, wallet: str = TRADER_HOT, verifying_contract: str | None = None
+) -> MessageSignature:
+    """A message signature; with ``verifying_contract``, typed data for that contract."""
+    if verifying_contract is None:
+        return MessageSignature(canonical_address(wallet), method)
+    return MessageSignature(
+        canonical_address(wallet), method, "Unknown", canonical_address(verifying_contract), CHAIN
+    )
 
 
 def spend(
@@ -221,14 +232,17 @@ def spend(
     method_class: MethodClass = MethodClass.SPENDING,
     chain_id: int = CHAIN,
     bound_chain: int | None = None,
+    tx_hash: str | None = None,
 ) -> SpendRequest:
-    """A request from ``agent`` to a backend on ``chain_id``; ``bound_chain`` is the signed one."""
+    """A request from ``agent`` to a backend on ``chain_id``; ``bound_chain`` is the signed
+    one; ``tx_hash`` makes it a signed raw transaction."""
     decoded = DecodedRequest(
         method=method,
         method_class=method_class,
         wallet=canonical_address(wallet) if wallet else None,
         chain_id=bound_chain,
         intents=intents,
+        tx_hash=tx_hash,
     )
     return SpendRequest(agent_id=agent, decoded=decoded, chain_id=chain_id)
 

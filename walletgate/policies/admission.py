@@ -6,6 +6,15 @@ signing request; its wallet is known on the backend's chain and belongs to the a
 (an agent may use only its own wallets); it is bound to no other chain; and every
 intent acts for that one wallet on that one chain. ``transferFrom``'s ``source`` is
 exempt: it is the account whose allowance the wallet spends.
+
+Two bindings are stricter than "no other chain", because the signature is what a third
+party would replay and walletgate cannot stop it being sent elsewhere (SPEC §3: a raw
+transaction's chainId must match the wallet's chain):
+
+- a signed raw transaction must bind a chain id: a pre-EIP-155 legacy transaction
+  (``v`` 27/28) is valid on every chain;
+- an EIP-7702 authorization must name exactly the backend's chain: chain id 0 is valid
+  on every chain.
 """
 
 from __future__ import annotations
@@ -92,6 +101,13 @@ def admit(request: SpendRequest, policies: PolicySet) -> Wallet | Refusal:
             Reason.WALLET_NOT_OWNED,
             f"wallet {decoded.wallet} is not a wallet of agent {request.agent_id!r}",
         )
+    if decoded.tx_hash is not None and decoded.chain_id is None:
+        # tx_hash is set exactly when the request carries signed transaction bytes.
+        return Refusal(
+            Reason.CHAIN_MISMATCH,
+            "the raw transaction is signed without a chain id (pre-EIP-155), so it is "
+            f"replayable on every chain; this backend serves chain {request.chain_id}",
+        )
     if decoded.chain_id is not None and decoded.chain_id != request.chain_id:
         return Refusal(
             Reason.CHAIN_MISMATCH, _chain_mismatch("the request", decoded.chain_id, request)
@@ -106,7 +122,19 @@ def admit(request: SpendRequest, policies: PolicySet) -> Wallet | Refusal:
         if intent.chain_id is not None and intent.chain_id != request.chain_id:
             where = f"intents[{index}]"
             return Refusal(Reason.CHAIN_MISMATCH, _chain_mismatch(where, intent.chain_id, request))
+        if isinstance(intent, Delegation) and intent.authorization_chain_id != request.chain_id:
+            return Refusal(Reason.CHAIN_MISMATCH, _authorization_mismatch(index, intent, request))
     return wallet
+
+
+def _authorization_mismatch(index: int, delegation: Delegation, request: SpendRequest) -> str:
+    bound = delegation.authorization_chain_id
+    chain = "chain id 0, which is valid on every chain" if bound == 0 else f"chain {bound}"
+    return (
+        f"intents[{index}]: the EIP-7702 authorization delegating {delegation.wallet} to "
+        f"{delegation.delegate} is signed for {chain}, but this backend serves chain "
+        f"{request.chain_id}; an authorization must name exactly that chain"
+    )
 
 
 def _chain_mismatch(what: str, bound: int, request: SpendRequest) -> str:

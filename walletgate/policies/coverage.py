@@ -10,7 +10,11 @@ for each intent at all:
   unlimited approval needs an ``approval_limit`` on its asset (which must then say
   ``allow_unlimited``);
 - a contract call or creation needs a ``contract_allowlist``, an EIP-7702 delegation a
-  ``delegation_allowlist``, a message signature a ``signing_allowlist``.
+  ``delegation_allowlist``, a message signature a ``signing_allowlist``;
+- typed data whose ``domain.verifyingContract`` is a known asset but which the decoder
+  could not read as a permit or a transfer authorization is never covered: the token
+  contract verifies it, so it may well move or approve the token, and a signing
+  allowlist (which lists methods, not what they sign) cannot bound that.
 
 A zero amount moves nothing, so it needs no bound; a request with no intents at all
 (say, a zero-value transaction to an account, with no data) is covered when any policy
@@ -19,7 +23,8 @@ destination lists, rate limits.
 
 A gap is reported as a failed finding with no policy and no rule (``policy == ""``)
 and ``rule_type == "coverage"``. Unlike rule findings, a gap can close when a rule is
-added: coverage is the one place where more rules can admit more.
+added: coverage is the one place where more rules can admit more (the undecodable
+token typed data above is the exception: no rule closes it).
 """
 
 from __future__ import annotations
@@ -89,9 +94,26 @@ def _gap(
         if not _any(rules, DelegationAllowlist):
             detail = f"no delegation_allowlist admits an EIP-7702 delegation to {intent.delegate}"
             return _finding(Reason.DELEGATION_NOT_ALLOWED, detail)
-    elif isinstance(intent, MessageSignature) and not _any(rules, SigningAllowlist):
-        detail = f"no signing_allowlist admits {intent.method}"
+    elif isinstance(intent, MessageSignature):
+        return _signature_gap(intent, facts, policies, rules)
+    return None
+
+
+def _signature_gap(
+    intent: MessageSignature, facts: RequestFacts, policies: PolicySet, rules: Sequence[Rule]
+) -> Finding | None:
+    # Only a token address is looked up: None would name the native coin.
+    token = intent.verifying_contract
+    asset = None if token is None else policies.asset_by_address(facts.request.chain_id, token)
+    if asset is not None:
+        detail = (
+            f"{intent.method} signs typed data ({intent.primary_type}) for token contract "
+            f"{token} ({asset.symbol}) that walletgate cannot decode; the token verifies "
+            "it, so it may move or approve funds, and no signing_allowlist can admit it"
+        )
         return _finding(Reason.SIGNING_NOT_ALLOWED, detail)
+    if not _any(rules, SigningAllowlist):
+        return _finding(Reason.SIGNING_NOT_ALLOWED, f"no signing_allowlist admits {intent.method}")
     return None
 
 

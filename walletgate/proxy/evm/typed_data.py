@@ -1,4 +1,5 @@
-"""EIP-712 typed data: permits become approvals, anything else a message signature.
+"""EIP-712 typed data: permits become approvals, transfer authorizations transfers, and
+anything else a message signature.
 
 Recognised by their exact type definitions (the on-chain contract checks the typehash,
 so a permit with different fields or names would not verify):
@@ -6,9 +7,15 @@ so a permit with different fields or names would not verify):
   ``domain.verifyingContract``;
 - DAI-style ``Permit(holder, spender, nonce, expiry, allowed)``: ``allowed`` means an
   unlimited allowance;
+- EIP-3009 ``TransferWithAuthorization`` / ``ReceiveWithAuthorization(from, to, value,
+  validAfter, validBefore, nonce)`` (USDC and others): the signature itself moves
+  ``value`` of the token (``domain.verifyingContract``) from ``from`` to ``to``, so it
+  is a token transfer;
 - Uniswap Permit2 (``domain.verifyingContract`` is the Permit2 contract):
   ``PermitSingle``, ``PermitBatch``, ``PermitTransferFrom``, ``PermitBatchTransferFrom``
-  and the witness variants; one approval per token.
+  and the witness variants; one approval per token. Typed data for the Permit2 contract
+  that is none of these is refused, never judged as a plain message: Permit2 moves
+  tokens and nothing else.
 
 A document is first checked with eth-account's ``encode_typed_data``, so only data that
 would actually be signed is judged, and the permit fields are then read more strictly
@@ -25,7 +32,7 @@ from eth_abi.exceptions import EncodingError
 from eth_account.messages import encode_typed_data
 from eth_utils import ValidationError
 
-from walletgate.intents import MAX_UINT256, DecodeError, Intent, MessageSignature
+from walletgate.intents import MAX_UINT256, DecodeError, Intent, MessageSignature, TokenTransfer
 from walletgate.proxy.evm.context import CallContext
 from walletgate.proxy.evm.erc20 import TokenCallContext, approval
 from walletgate.proxy.evm.hexvalues import read_address, read_uint
@@ -57,8 +64,21 @@ _PERMIT_DETAILS: tuple[Field, ...] = (
 )
 _TOKEN_PERMISSIONS: tuple[Field, ...] = (("token", "address"), ("amount", "uint256"))
 
+#: EIP-3009: the field list is the same for both; only the primary type (and so the
+#: typehash, and who may submit it) differs.
+_EIP3009_AUTHORIZATION: tuple[Field, ...] = (
+    ("from", "address"),
+    ("to", "address"),
+    ("value", "uint256"),
+    ("validAfter", "uint256"),
+    ("validBefore", "uint256"),
+    ("nonce", "bytes32"),
+)
+_EIP3009_PRIMARY_TYPES = frozenset({"TransferWithAuthorization", "ReceiveWithAuthorization"})
+
 #: Permit2 primary type -> (field holding the token permissions, its struct, the fields
-#: that must come first). Witness variants may add one ``witness`` field of any type.
+#: that must come first). Witness variants add exactly one more field (see
+#: :func:`_permit2_layout`).
 _PERMIT2_LAYOUTS: dict[str, tuple[str, str, tuple[Field, ...]]] = {
     "PermitSingle": (
         "details",
@@ -94,6 +114,7 @@ _PERMIT2_LAYOUTS: dict[str, tuple[str, str, tuple[Field, ...]]] = {
 _PERMIT2_LAYOUTS["PermitWitnessTransferFrom"] = _PERMIT2_LAYOUTS["PermitTransferFrom"]
 _PERMIT2_LAYOUTS["PermitBatchWitnessTransferFrom"] = _PERMIT2_LAYOUTS["PermitBatchTransferFrom"]
 _PERMIT2_STRUCTS = {"PermitDetails": _PERMIT_DETAILS, "TokenPermissions": _TOKEN_PERMISSIONS}
+_PERMIT2_WITNESS_TYPES = frozenset({"PermitWitnessTransferFrom", "PermitBatchWitnessTransferFrom"})
 
 _DOCUMENT_KEYS = frozenset({"types", "primaryType", "domain", "message"})
 #: eth-account re-derives a type's encoding for every struct value it hashes, so its cost
@@ -243,19 +264,45 @@ def _erc2612_intents(
     return (approval(context, spender, amount, "permit"),)
 
 
-def _permit2_layout(data: TypedData) -> tuple[str, str] | None:
-    """(permissions field, its struct) when the primary type is a canonical Permit2 one."""
+def _permit2_layout(data: TypedData, where: str) -> tuple[str, str]:
+    """(permissions field, its struct) of a canonical Permit2 document, else a DecodeError.
+
+    Permit2 checks the typehash, so a document of any other shape would not verify; it
+    is refused rather than judged as a plain message, because a signature for Permit2
+    is never "just a message" and a shape walletgate cannot read might still move tokens.
+    """
+    at = f"{where}.types.{data.primary_type}"
     layout = _PERMIT2_LAYOUTS.get(data.primary_type)
     if layout is None:
-        return None
+        raise DecodeError(
+            f"typed data for the Permit2 contract has primary type {data.primary_type!r}, "
+            f"which is not a Permit2 permit walletgate can judge ({', '.join(_PERMIT2_LAYOUTS)})",
+            where=f"{where}.primaryType",
+        )
     field, struct, leading = layout
     fields = data.types[data.primary_type]
-    extra = fields[len(leading) :]
-    witness_ok = "Witness" in data.primary_type and len(extra) == 1 and extra[0][0] == "witness"
-    if fields[: len(leading)] != leading or (extra and not witness_ok):
-        return None
+    if fields[: len(leading)] != leading:
+        expected = ", ".join(f"{kind} {name}" for name, kind in leading)
+        raise DecodeError(
+            f"Permit2 {data.primary_type} must start with the fields ({expected})", where=at
+        )
+    # The witness variants hash a fixed stub followed by a type string the caller
+    # supplies (``permitWitnessTransferFrom(..., witnessTypeString, ...)``), so the
+    # witness field may have any name and any type; Permit2 hashes exactly one 32-byte
+    # witness word, which is what one EIP-712 field of any type encodes to.
+    allowed_extra = 1 if data.primary_type in _PERMIT2_WITNESS_TYPES else 0
+    extra = len(fields) - len(leading)
+    if extra != allowed_extra:
+        raise DecodeError(
+            f"Permit2 {data.primary_type} must have {len(leading) + allowed_extra} fields, "
+            f"got {len(fields)}",
+            where=at,
+        )
     if data.types.get(struct) != _PERMIT2_STRUCTS[struct]:
-        return None
+        expected = ", ".join(f"{kind} {name}" for name, kind in _PERMIT2_STRUCTS[struct])
+        raise DecodeError(
+            f"Permit2 {struct} must be exactly ({expected})", where=f"{where}.types.{struct}"
+        )
     return field, struct
 
 
@@ -280,12 +327,29 @@ def _permit2_intents(
     return tuple(intents)
 
 
-def _permit_context(
-    context: CallContext, domain: _Domain, signer: str, where: str
+def _eip3009_intents(
+    data: TypedData, signer: str, context: TokenCallContext, where: str
+) -> tuple[Intent, ...]:
+    """The token transfer an EIP-3009 authorization makes: the token pays ``value`` from
+    ``from`` to ``to`` when anyone (or, for ReceiveWithAuthorization, ``to``) submits it."""
+    message, at = data.message, f"{where}.message"
+    source = read_address(_member(message, "from", at), f"{at}.from")
+    if source != signer:
+        raise DecodeError(
+            f"authorization from {source} is not the signing address {signer}",
+            where=f"{at}.from",
+        )
+    to = read_address(_member(message, "to", at), f"{at}.to")
+    amount = read_uint(_member(message, "value", at), f"{at}.value")
+    return (TokenTransfer(context.chain_id, signer, context.token, to, amount, source=source),)
+
+
+def _token_context(
+    context: CallContext, domain: _Domain, signer: str, what: str, where: str
 ) -> TokenCallContext:
     if domain.verifying_contract is None:
         raise DecodeError(
-            "a permit needs domain.verifyingContract (the token)",
+            f"{what} needs domain.verifyingContract (the token)",
             where=f"{where}.domain.verifyingContract",
         )
     chain = context.intent_chain(domain.chain_id, f"{where}.domain.chainId")
@@ -296,17 +360,23 @@ def typed_data_intents(
     context: CallContext, data: TypedData, signer: str, where: str
 ) -> tuple[int | None, tuple[Intent, ...]]:
     """The chain the signature binds (``domain.chainId``) and its intents: approvals for
-    a recognised permit, else one :class:`MessageSignature`."""
+    a recognised permit, a transfer for an EIP-3009 authorization, else one
+    :class:`MessageSignature`. Typed data for the Permit2 contract that is not a
+    recognised Permit2 permit is a DecodeError."""
     domain = _read_domain(data.domain, f"{where}.domain")
     fields = data.types[data.primary_type]
+    if domain.verifying_contract == PERMIT2_ADDRESS:
+        permit2 = _permit2_layout(data, where)
+        token_context = _token_context(context, domain, signer, "a permit", where)
+        return domain.chain_id, _permit2_intents(data, *permit2, token_context, where)
     if data.primary_type == "Permit" and fields in (_EIP2612_PERMIT, _DAI_PERMIT):
         owner_field = "owner" if fields == _EIP2612_PERMIT else "holder"
-        token_context = _permit_context(context, domain, signer, where)
+        token_context = _token_context(context, domain, signer, "a permit", where)
         return domain.chain_id, _erc2612_intents(data, signer, owner_field, token_context, where)
-    permit2 = _permit2_layout(data) if domain.verifying_contract == PERMIT2_ADDRESS else None
-    if permit2 is not None:
-        token_context = _permit_context(context, domain, signer, where)
-        return domain.chain_id, _permit2_intents(data, *permit2, token_context, where)
+    if data.primary_type in _EIP3009_PRIMARY_TYPES and fields == _EIP3009_AUTHORIZATION:
+        what = f"an EIP-3009 {data.primary_type}"
+        token_context = _token_context(context, domain, signer, what, where)
+        return domain.chain_id, _eip3009_intents(data, signer, token_context, where)
     signature = MessageSignature(
         wallet=signer,
         method=context.method,
