@@ -31,6 +31,10 @@ from walletgate.storage.counters import scale_exponent
 
 WALLET = str(Account.from_key("0x" + (3).to_bytes(32, "big").hex()).address).lower()
 PARALLEL = 200
+#: The proof is about atomicity, not timeouts: on a loaded CI machine 200 requests at
+#: once can keep a gateway from reading Redis's answers within the default 0.5 s, and a
+#: spend would then be refused as unavailable (fail closed, tested elsewhere).
+PROOF_ENV = {"WALLETGATE_REDIS_TIMEOUT": "5"}
 
 
 def document(chain_id: int, rule: str, cap_wei: int) -> str:
@@ -101,7 +105,8 @@ async def run_scenario(
     recipient = fresh_recipient()
     replies = await fire(fleet, amounts, recipient)
     rows = await fleet.rows(
-        """SELECT status, decision, reason, tx_hash, request #>> '{params,0,value}' AS value
+        """SELECT status, decision, reason, tx_hash, request #>> '{params,0,value}' AS value,
+                  explanation ->> 'message' AS message, backend_error
              FROM transactions WHERE request #>> '{params,0,to}' = $1""",
         recipient,
     )
@@ -112,7 +117,12 @@ async def run_scenario(
         for r in rows
         if r["decision"] == "deny" and r["reason"] == "cumulative_cap_exceeded"
     ]
-    assert len(committed) + len(refused) == len(amounts), [dict(r) for r in rows]
+    others = [
+        dict(r)
+        for r in rows
+        if r["status"] != "committed" and r["reason"] != "cumulative_cap_exceeded"
+    ]
+    assert not others, f"neither forwarded nor refused for the cap: {others}"
     mined = 0
     for row in rows:
         if row["status"] == "committed":
@@ -172,6 +182,7 @@ async def fleet(
         chain_id=devnet.chain_id,
         document=document(devnet.chain_id, "warmup", 10**18),
         agent="spender",
+        extra_env=PROOF_ENV,
     ) as running:
         yield running
 

@@ -15,6 +15,7 @@ from tests.support.devnet import Devnet
 from tests.support.fleet import Fleet, running_fleet
 from tests.test_concurrency import (
     PARALLEL,
+    PROOF_ENV,
     assert_exact_unit_outcome,
     assert_random_outcome,
     document,
@@ -42,6 +43,7 @@ async def cluster_fleet(
         chain_id=devnet.chain_id,
         document=document(devnet.chain_id, "warmup", 10**18),
         agent="spender",
+        extra_env=PROOF_ENV,
     ) as running:
         yield running
 
