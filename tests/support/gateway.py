@@ -8,6 +8,7 @@ and the session's Redis.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import secrets
@@ -156,11 +157,16 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
             process.wait(5)
 
 
-@pytest_asyncio.fixture(scope="module")
-async def gateway(
-    postgres_server_url: str, migrated_template: str, redis_server_url: str, devnet: Devnet
+@contextlib.asynccontextmanager
+async def running_gateway(
+    postgres_server_url: str,
+    migrated_template: str,
+    redis_server_url: str,
+    devnet: Devnet,
+    policies: Path = EXAMPLE_POLICIES,
 ) -> AsyncIterator[GatewayProcess]:
-    """walletgate serving the example policies in front of the devnet, in a subprocess."""
+    """walletgate serving ``policies`` in front of the devnet, in a subprocess, on a
+    private database cloned from the migrated template and a flushed Redis."""
     name = f"wg_e2e_{secrets.token_hex(6)}"
     admin = await asyncpg.connect(postgres_server_url)
     await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
@@ -175,7 +181,7 @@ async def gateway(
         "WALLETGATE_CHAIN_ID": str(devnet.chain_id),
         "WALLETGATE_ACTOR": "e2e-tests",
     }
-    walletgate_cli(["policies", "apply", str(EXAMPLE_POLICIES)], env)
+    walletgate_cli(["policies", "apply", str(policies)], env)
     tokens = {agent: issue_token(agent, env) for agent in ("trader", "payroll")}
     port = free_port()
     process = start_gateway(env, port)
@@ -187,3 +193,14 @@ async def gateway(
         stop_process(process)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def gateway(
+    postgres_server_url: str, migrated_template: str, redis_server_url: str, devnet: Devnet
+) -> AsyncIterator[GatewayProcess]:
+    """walletgate serving the example policies in front of the devnet, in a subprocess."""
+    async with running_gateway(
+        postgres_server_url, migrated_template, redis_server_url, devnet
+    ) as process:
+        yield process

@@ -168,13 +168,14 @@ class CallHandler:
             decision = _unavailable("policies and credentials cannot be checked")
             self._count(decision)
             return _refusal(call_id, decision, None)
-        limited = await self._count_request(call_id, method_class)
+        if method_class in (MethodClass.SPENDING, MethodClass.SIGNING):
+            # Counted against request rates once decoded, so wallet-scoped limits apply.
+            return await self._spend(call_id, method, method_class, params)
+        limited = await self._count_request(call_id, method_class, None)
         if limited is not None:
             return limited
         if method_class is MethodClass.READ:
             return await self._read(call_id, method, params)
-        if method_class in (MethodClass.SPENDING, MethodClass.SIGNING):
-            return await self._spend(call_id, method, params)
         self._gw.metrics.decisions.labels(decision="deny", reason=Reason.METHOD_NOT_ALLOWED).inc()
         return errors.error_object(
             call_id,
@@ -184,13 +185,16 @@ class CallHandler:
             {"decision": "deny", "reason": str(Reason.METHOD_NOT_ALLOWED), "method": method},
         )
 
-    async def _count_request(self, call_id: Any, method_class: MethodClass) -> Response | None:
-        """Count this call against the agent's request-rate limits (every method counts).
+    async def _count_request(
+        self, call_id: Any, method_class: MethodClass, wallet: Wallet | None
+    ) -> Response | None:
+        """Count this call against the agent's (and, for spends, the wallet's) request-rate
+        limits: every call counts, allowed or not.
 
         Returns the refusal when a limit is reached, or when the counters cannot be
         reached and the call is a spend (or reads are configured to fail closed).
         """
-        claims = request_rate_claims(self._caller.agent_id, None, self._policies)
+        claims = request_rate_claims(self._caller.agent_id, wallet, self._policies)
         if not claims:
             return None
         reservation_id = f"req-{uuid.uuid4()}"
@@ -232,14 +236,19 @@ class CallHandler:
             return errors.error_object(
                 call_id, errors.RESOURCE_UNAVAILABLE, f"backend unavailable: {reply.detail}"
             )
-        if query is not None and reply.outcome is ForwardOutcome.SUCCESS:
+        result = reply.body.get("result") if isinstance(reply.body, dict) else None
+        if (
+            query is not None
+            and reply.outcome is ForwardOutcome.SUCCESS
+            and isinstance(result, str)
+        ):
             # On a Redis error the next read is a cache miss; this answer is still right.
             with contextlib.suppress(RedisError, CacheUnavailable):
                 await put_balance(
                     self._gw.redis,
                     chain_id,
                     *query,
-                    str(reply.body["result"]),
+                    result,
                     self._gw.balance_ttl,
                 )
         return _with_id(reply.body, call_id)
@@ -260,7 +269,9 @@ class CallHandler:
 
     # -- spends --------------------------------------------------------------------------
 
-    async def _spend(self, call_id: Any, method: str, params: Any) -> Response:
+    async def _spend(
+        self, call_id: Any, method: str, method_class: MethodClass, params: Any
+    ) -> Response:
         started = time.perf_counter()
         now = self._gw.clock()
         tx_id = uuid.uuid4()
@@ -268,6 +279,9 @@ class CallHandler:
         try:
             decoded = decode_call(method, params, chain_id=self._backend.backend.chain_id)
         except DecodeError as exc:
+            limited = await self._count_request(call_id, method_class, None)
+            if limited is not None:
+                return limited
             decision = Decision(Outcome.DENY, Reason.MALFORMED, f"cannot decode {method}: {exc}")
             await self._log_refusal(tx_id, now, method, request_json, None, decision, started)
             self._count(decision)
@@ -277,17 +291,23 @@ class CallHandler:
                 f"invalid {method} request: {exc}",
                 {**decision.to_json(), "where": exc.where, "transaction_id": str(tx_id)},
             )
+        wallet = self._wallet_of(decoded)
+        limited = await self._count_request(call_id, method_class, wallet)
+        if limited is not None:
+            return limited
         request = SpendRequest(
             agent_id=self._caller.agent_id, decoded=decoded, chain_id=self._backend.backend.chain_id
         )
         decision = evaluate(request, self._policies, now)
-        wallet = self._wallet_of(decoded)
         if decision.outcome is not Outcome.ALLOW:
             logged = await self._log_refusal(
                 tx_id, now, method, request_json, decoded, decision, started, wallet
             )
             self._count(decision)
-            return _refusal(call_id, decision, tx_id if logged else None)
+            extra = (
+                {"approval_id": str(logged.approval_id)} if logged and logged.approval_id else {}
+            )
+            return _refusal(call_id, decision, tx_id if logged else None, **extra)
         # From the reservation on, a disconnecting client cannot stop the request half
         # way: it is reserved, logged, forwarded and settled exactly once, or refused.
         spend = _AllowedSpend(tx_id, now, method, request_json, decoded, decision, wallet, started)
@@ -501,18 +521,30 @@ class CallHandler:
         decision: Decision,
         started: float,
         wallet: Wallet | None = None,
-    ) -> bool:
-        status = "held" if decision.outcome is Outcome.HOLD else "denied"
+    ) -> AuditRecord | None:
+        """Log a refused (or held) request; returns its row, or None if it could not be
+        logged (the refusal stands either way: nothing is forwarded)."""
+        held = decision.outcome is Outcome.HOLD
         record = self._record(
-            tx_id, now, method, request_json, decoded, decision, status, wallet, started
+            tx_id,
+            now,
+            method,
+            request_json,
+            decoded,
+            decision,
+            "held" if held else "denied",
+            wallet,
+            started,
         )
+        if held:
+            record = dataclasses.replace(record, approval_id=uuid.uuid4())
         try:
             await self._gw.audit.insert(record)
         except AuditUnavailable:
             # The refusal stands; only its record is missing. Nothing was forwarded.
             _log.warning("could not log refusal %s of %s", tx_id, method)
-            return False
-        return True
+            return None
+        return record
 
     def _count(self, decision: Decision) -> None:
         self._gw.metrics.decisions.labels(

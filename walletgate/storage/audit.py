@@ -55,6 +55,8 @@ class AuditRecord:
     usd_value: Decimal | None = None
     claims: Sequence[Any] = ()
     timings: dict[str, float] = field(default_factory=dict)
+    # Set for a held request: the id of the approval row written with it.
+    approval_id: UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +279,11 @@ class AuditWriter:
         async with self._pool.acquire() as conn, conn.transaction():
             if inserts:
                 await conn.executemany(_INSERT, [_insert_args(r) for r, _ in inserts])
+                approvals = [(r.approval_id, r.id) for r, _ in inserts if r.approval_id]
+                if approvals:
+                    await conn.executemany(
+                        "INSERT INTO approvals (id, transaction_id) VALUES ($1, $2)", approvals
+                    )
             if updates:
                 await conn.executemany(_UPDATE, [_update_args(u) for u in updates])
 
