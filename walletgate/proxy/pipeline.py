@@ -62,17 +62,17 @@ class Caller:
 
 
 @dataclass(frozen=True, slots=True)
-class _AllowedSpend:
-    """A spend the policies allow, on its way through reservation and forwarding."""
+class _SpendCall:
+    """One spending or signing call on its way through the pipeline: what its audit row
+    and its refusals are built from."""
 
     tx_id: uuid.UUID
     now: datetime
     method: str
     request_json: dict[str, Any]
-    decoded: DecodedRequest
-    decision: Decision
-    wallet: Wallet | None
     started: float
+    decoded: DecodedRequest | None = None
+    wallet: Wallet | None = None
 
 
 @dataclass
@@ -272,10 +272,13 @@ class CallHandler:
     async def _spend(
         self, call_id: Any, method: str, method_class: MethodClass, params: Any
     ) -> Response:
-        started = time.perf_counter()
-        now = self._gw.clock()
-        tx_id = uuid.uuid4()
-        request_json = {"jsonrpc": "2.0", "id": call_id, "method": method, "params": params}
+        call = _SpendCall(
+            tx_id=uuid.uuid4(),
+            now=self._gw.clock(),
+            method=method,
+            request_json={"jsonrpc": "2.0", "id": call_id, "method": method, "params": params},
+            started=time.perf_counter(),
+        )
         try:
             decoded = decode_call(method, params, chain_id=self._backend.backend.chain_id)
         except DecodeError as exc:
@@ -283,39 +286,37 @@ class CallHandler:
             if limited is not None:
                 return limited
             decision = Decision(Outcome.DENY, Reason.MALFORMED, f"cannot decode {method}: {exc}")
-            await self._log_refusal(tx_id, now, method, request_json, None, decision, started)
+            await self._log_refusal(call, decision)
             self._count(decision)
             return errors.error_object(
                 call_id,
                 exc.code,
                 f"invalid {method} request: {exc}",
-                {**decision.to_json(), "where": exc.where, "transaction_id": str(tx_id)},
+                {**decision.to_json(), "where": exc.where, "transaction_id": str(call.tx_id)},
             )
-        wallet = self._wallet_of(decoded)
-        limited = await self._count_request(call_id, method_class, wallet)
+        call = dataclasses.replace(call, decoded=decoded, wallet=self._wallet_of(decoded))
+        limited = await self._count_request(call_id, method_class, call.wallet)
         if limited is not None:
             return limited
         request = SpendRequest(
             agent_id=self._caller.agent_id, decoded=decoded, chain_id=self._backend.backend.chain_id
         )
-        decision = evaluate(request, self._policies, now)
+        decision = evaluate(request, self._policies, call.now)
         if decision.outcome is not Outcome.ALLOW:
-            logged = await self._log_refusal(
-                tx_id, now, method, request_json, decoded, decision, started, wallet
-            )
+            logged = await self._log_refusal(call, decision)
             self._count(decision)
             extra = (
                 {"approval_id": str(logged.approval_id)} if logged and logged.approval_id else {}
             )
-            return _refusal(call_id, decision, tx_id if logged else None, **extra)
+            return _refusal(call_id, decision, call.tx_id if logged else None, **extra)
         # From the reservation on, a disconnecting client cannot stop the request half
         # way: it is reserved, logged, forwarded and settled exactly once, or refused.
-        spend = _AllowedSpend(tx_id, now, method, request_json, decoded, decision, wallet, started)
-        return await asyncio.shield(asyncio.ensure_future(self._reserve_and_forward(spend)))
+        return await asyncio.shield(
+            asyncio.ensure_future(self._reserve_and_forward(call, decision))
+        )
 
-    async def _reserve_and_forward(self, spend: _AllowedSpend) -> Response:
+    async def _reserve_and_forward(self, spend: _SpendCall, decision: Decision) -> Response:
         call_id = spend.request_json["id"]
-        decision = spend.decision
         try:
             reserved = await self._gw.counters.reserve(
                 str(spend.tx_id), decision.claims, spend.now.timestamp()
@@ -326,17 +327,7 @@ class CallHandler:
         if isinstance(reserved, CounterRefusal):
             refused = counter_refusal_decision(decision, reserved)
             return await self._refuse_spend(spend, refused, retry_after=reserved.retry_after)
-        record = self._record(
-            spend.tx_id,
-            spend.now,
-            spend.method,
-            spend.request_json,
-            spend.decoded,
-            decision,
-            "pending",
-            spend.wallet,
-            spend.started,
-        )
+        record = self._record(spend, decision, "pending")
         try:
             await self._gw.audit.insert(record)
         except AuditUnavailable as exc:
@@ -361,9 +352,7 @@ class CallHandler:
             self._count(decision)
             return _refusal(call_id, decision, spend.tx_id)
         self._count(decision)
-        return await self._forward_and_settle(
-            spend.tx_id, spend.request_json, reserved, spend.decoded, spend.started
-        )
+        return await self._forward_and_settle(spend, reserved)
 
     async def _still_reserved(self, reserved: Reservation) -> bool:
         try:
@@ -372,30 +361,19 @@ class CallHandler:
             _log.warning("cannot confirm reservation %s: %s", reserved.id, exc)
             return False
 
-    async def _refuse_spend(
-        self, spend: _AllowedSpend, decision: Decision, **extra: Any
-    ) -> Response:
-        await self._log_refusal(
-            spend.tx_id,
-            spend.now,
-            spend.method,
-            spend.request_json,
-            spend.decoded,
-            decision,
-            spend.started,
-            spend.wallet,
-        )
+    async def _refuse_spend(self, spend: _SpendCall, decision: Decision, **extra: Any) -> Response:
+        await self._log_refusal(spend, decision)
         self._count(decision)
         return _refusal(spend.request_json["id"], decision, spend.tx_id, **extra)
 
-    async def _forward_and_settle(
-        self,
-        tx_id: uuid.UUID,
-        request_json: dict[str, Any],
-        reserved: Reservation,
-        decoded: DecodedRequest,
-        started: float,
-    ) -> Response:
+    async def _forward_and_settle(self, spend: _SpendCall, reserved: Reservation) -> Response:
+        tx_id, request_json, decoded, started = (
+            spend.tx_id,
+            spend.request_json,
+            spend.decoded,
+            spend.started,
+        )
+        assert decoded is not None  # only decoded calls are allowed and forwarded
         forwarded_at = time.perf_counter()
         reply = await self._forward(request_json)
         settled = self._gw.clock()
@@ -471,28 +449,18 @@ class CallHandler:
             return None
         return self._policies.wallet_by_address(self._backend.backend.chain_id, decoded.wallet)
 
-    def _record(
-        self,
-        tx_id: uuid.UUID,
-        now: datetime,
-        method: str,
-        request_json: dict[str, Any],
-        decoded: DecodedRequest | None,
-        decision: Decision,
-        status: str,
-        wallet: Wallet | None,
-        started: float,
-    ) -> AuditRecord:
+    def _record(self, call: _SpendCall, decision: Decision, status: str) -> AuditRecord:
         # Rows refer only to entities of this agent: a foreign wallet is named in the
         # explanation, not linked, so the audit row cannot fail on it.
+        wallet, decoded = call.wallet, call.decoded
         own_wallet = (
             wallet if wallet is not None and wallet.agent == self._caller.agent_id else None
         )
         return AuditRecord(
-            id=tx_id,
-            created_at=now,
-            method=method,
-            request=request_json,
+            id=call.tx_id,
+            created_at=call.now,
+            method=call.method,
+            request=call.request_json,
             decision=str(decision.outcome)
             if decision.reason is not Reason.UNAVAILABLE
             else "error",
@@ -508,41 +476,21 @@ class CallHandler:
             amounts=dict(decision.amounts),
             usd_value=decision.usd_value,
             claims=claims_to_json(decision.claims) if status == "pending" else [],
-            timings={"decide_ms": round((time.perf_counter() - started) * 1000, 3)},
+            timings={"decide_ms": round((time.perf_counter() - call.started) * 1000, 3)},
         )
 
-    async def _log_refusal(
-        self,
-        tx_id: uuid.UUID,
-        now: datetime,
-        method: str,
-        request_json: dict[str, Any],
-        decoded: DecodedRequest | None,
-        decision: Decision,
-        started: float,
-        wallet: Wallet | None = None,
-    ) -> AuditRecord | None:
+    async def _log_refusal(self, call: _SpendCall, decision: Decision) -> AuditRecord | None:
         """Log a refused (or held) request; returns its row, or None if it could not be
         logged (the refusal stands either way: nothing is forwarded)."""
         held = decision.outcome is Outcome.HOLD
-        record = self._record(
-            tx_id,
-            now,
-            method,
-            request_json,
-            decoded,
-            decision,
-            "held" if held else "denied",
-            wallet,
-            started,
-        )
+        record = self._record(call, decision, "held" if held else "denied")
         if held:
             record = dataclasses.replace(record, approval_id=uuid.uuid4())
         try:
             await self._gw.audit.insert(record)
         except AuditUnavailable:
             # The refusal stands; only its record is missing. Nothing was forwarded.
-            _log.warning("could not log refusal %s of %s", tx_id, method)
+            _log.warning("could not log refusal %s of %s", call.tx_id, call.method)
             return None
         return record
 
