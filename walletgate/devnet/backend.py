@@ -30,12 +30,8 @@ from web3.providers.eth_tester.middleware import (
 )
 
 from walletgate.devnet.chain import DevnetChain
-from walletgate.devnet.jsonrpc import (
-    EXECUTION_REVERTED,
-    INVALID_PARAMS,
-    SERVER_ERROR,
-    RpcError,
-)
+from walletgate.devnet.jsonrpc import EXECUTION_REVERTED, SERVER_ERROR, RpcError
+from walletgate.proxy.jsonrpc import ErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +137,9 @@ class DevnetRpc:
 
     def _transaction_param(self, method: str, params: list[Any]) -> dict[str, Any]:
         if not params or not isinstance(params[0], dict):
-            raise RpcError(INVALID_PARAMS, f"invalid params for {method}: expected a transaction")
+            raise RpcError(
+                ErrorCode.INVALID_PARAMS, f"invalid params for {method}: expected a transaction"
+            )
         transaction = dict(params[0])
         # "input" is the current name of the field eth-tester still calls "data".
         if "input" in transaction:
@@ -152,13 +150,16 @@ class DevnetRpc:
             if address is not None:
                 if not isinstance(address, str) or not is_address(address):
                     raise RpcError(
-                        INVALID_PARAMS, f"invalid params for {method}: bad {field!r} address"
+                        ErrorCode.INVALID_PARAMS,
+                        f"invalid params for {method}: bad {field!r} address",
                     )
                 transaction[field] = to_checksum_address(address)
         if method == "eth_sendTransaction":
             sender = transaction.get("from")
             if sender is None:
-                raise RpcError(INVALID_PARAMS, "invalid params for eth_sendTransaction: no 'from'")
+                raise RpcError(
+                    ErrorCode.INVALID_PARAMS, "invalid params for eth_sendTransaction: no 'from'"
+                )
             if sender.lower() not in self._unlocked:
                 raise RpcError(SERVER_ERROR, f"unknown account {sender}: not unlocked here")
         return transaction
@@ -180,11 +181,15 @@ class DevnetRpc:
         except TransactionFailed as exc:
             raise RpcError(EXECUTION_REVERTED, str(exc)) from None
         except TesterValidationError as exc:
-            raise RpcError(INVALID_PARAMS, f"invalid params for {method}: {exc}") from None
+            raise RpcError(
+                ErrorCode.INVALID_PARAMS, f"invalid params for {method}: {exc}"
+            ) from None
         except (IndexError, KeyError, TypeError) as exc:
             # What the provider's formatters raise for missing or mistyped params.
             logger.debug("%s rejected its params", method, exc_info=True)
-            raise RpcError(INVALID_PARAMS, f"invalid params for {method}: {exc}") from None
+            raise RpcError(
+                ErrorCode.INVALID_PARAMS, f"invalid params for {method}: {exc}"
+            ) from None
         except Exception as exc:
             # The chain refused it (nonce, funds, gas, undecodable raw transaction, …).
             logger.debug("%s failed", method, exc_info=True)

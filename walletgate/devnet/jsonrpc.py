@@ -10,16 +10,14 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from walletgate.proxy.jsonrpc import ErrorCode
+
 JSONRPC_VERSION = "2.0"
 
-# JSON-RPC 2.0 and EIP-1474 error codes.
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
-SERVER_ERROR = -32000
-EXECUTION_REVERTED = 3  # what geth answers for a reverted eth_call / eth_estimateGas
+# Error codes beyond the JSON-RPC 2.0 ones (walletgate.proxy.jsonrpc.ErrorCode), as geth
+# answers them: -32000 for a call that failed, 3 for a reverted eth_call / eth_estimateGas.
+SERVER_ERROR = ErrorCode.INVALID_INPUT
+EXECUTION_REVERTED = 3
 
 Call = Callable[[str, list[Any]], Any]
 Response = dict[str, Any]
@@ -52,10 +50,10 @@ def parse_body(body: bytes) -> Any:
     try:
         return json.loads(body)
     except UnicodeDecodeError:
-        raise RpcError(PARSE_ERROR, "parse error: the body is not UTF-8") from None
+        raise RpcError(ErrorCode.PARSE_ERROR, "parse error: the body is not UTF-8") from None
     except json.JSONDecodeError as exc:
         raise RpcError(
-            PARSE_ERROR, f"parse error: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            ErrorCode.PARSE_ERROR, f"parse error: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
 
 
@@ -67,7 +65,9 @@ def answer(payload: Any, call: Call) -> Response | list[Response] | None:
     """
     if isinstance(payload, list):
         if not payload:
-            return error_response(None, RpcError(INVALID_REQUEST, "invalid request: empty batch"))
+            return error_response(
+                None, RpcError(ErrorCode.INVALID_REQUEST, "invalid request: empty batch")
+            )
         responses = [answer_request(item, call) for item in payload]
         batch = [response for response in responses if response is not None]
         return batch or None
@@ -84,17 +84,23 @@ def _valid_id(message: dict[str, Any]) -> bool:
 def _check_request(message: Any) -> tuple[str, list[Any]]:
     """The method and positional params of a well-formed request object."""
     if not isinstance(message, dict):
-        raise RpcError(INVALID_REQUEST, "invalid request: expected a JSON object")
+        raise RpcError(ErrorCode.INVALID_REQUEST, "invalid request: expected a JSON object")
     if message.get("jsonrpc") != JSONRPC_VERSION:
-        raise RpcError(INVALID_REQUEST, 'invalid request: "jsonrpc" must be "2.0"')
+        raise RpcError(ErrorCode.INVALID_REQUEST, 'invalid request: "jsonrpc" must be "2.0"')
     if not _valid_id(message):
-        raise RpcError(INVALID_REQUEST, 'invalid request: "id" must be a string, number or null')
+        raise RpcError(
+            ErrorCode.INVALID_REQUEST, 'invalid request: "id" must be a string, number or null'
+        )
     method = message.get("method")
     if not isinstance(method, str) or not method:
-        raise RpcError(INVALID_REQUEST, 'invalid request: "method" must be a non-empty string')
+        raise RpcError(
+            ErrorCode.INVALID_REQUEST, 'invalid request: "method" must be a non-empty string'
+        )
     params = message.get("params", [])
     if not isinstance(params, list):
-        raise RpcError(INVALID_PARAMS, f'invalid params for {method}: "params" must be an array')
+        raise RpcError(
+            ErrorCode.INVALID_PARAMS, f'invalid params for {method}: "params" must be an array'
+        )
     return method, params
 
 
