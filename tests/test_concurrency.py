@@ -13,58 +13,28 @@ from __future__ import annotations
 
 import asyncio
 import random
-import secrets
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
-import redis.asyncio as aioredis
-from eth_account import Account
 
 from tests.support.devnet import Devnet
-from tests.support.fleet import Fleet, running_fleet
-from walletgate.config.amounts import from_base_units
+from tests.support.fleet import Fleet
+from tests.support.spender_fleet import (
+    document,
+    flush_redis,
+    fresh_recipient,
+    spender_fleet_fixture,
+    transfer,
+)
 from walletgate.storage.counters import scale_exponent
 
-WALLET = str(Account.from_key("0x" + (3).to_bytes(32, "big").hex()).address).lower()
 PARALLEL = 200
 #: The proof is about atomicity, not timeouts: on a loaded CI machine 200 requests at
 #: once can keep a gateway from reading Redis's answers within the default 0.5 s, and a
 #: spend would then be refused as unavailable (fail closed, tested elsewhere).
 PROOF_ENV = {"WALLETGATE_REDIS_TIMEOUT": "5"}
-
-
-def document(chain_id: int, rule: str, cap_wei: int) -> str:
-    """One agent, one wallet (devnet key 3), and a daily ETH cap named ``rule``."""
-    return f"""version: 1
-owners: [{{id: ops}}]
-agents: [{{id: spender, owner: ops}}]
-wallets:
-  - {{id: hot, owner: ops, agent: spender, chain: {chain_id}, address: "{WALLET}"}}
-assets:
-  - {{id: eth, chain: {chain_id}, native: true, symbol: ETH, decimals: 18}}
-policies:
-  - id: budget
-    wallet: hot
-    rules:
-      - id: {rule}
-        type: cumulative_cap
-        asset: eth
-        max: "{from_base_units(cap_wei, 18)}"
-        window: 24h
-        scope: wallet
-"""
-
-
-def fresh_recipient() -> str:
-    return "0x" + secrets.token_hex(20)
-
-
-def transfer(recipient: str, wei: int) -> list[Any]:
-    return [{"from": WALLET, "to": recipient, "value": hex(wei)}]
 
 
 @dataclass
@@ -167,24 +137,7 @@ def random_amounts(seed: int) -> tuple[int, list[int]]:
 # -- one Redis -------------------------------------------------------------------------------
 
 
-@pytest_asyncio.fixture(scope="module")
-async def fleet(
-    postgres_server_url: str, migrated_template: str, redis_server_url: str, devnet: Devnet
-) -> AsyncIterator[Fleet]:
-    client = aioredis.Redis.from_url(redis_server_url)
-    await client.flushdb()
-    await client.aclose()
-    async with running_fleet(
-        postgres_server_url=postgres_server_url,
-        migrated_template=migrated_template,
-        redis_url=redis_server_url,
-        backend_url=devnet.url,
-        chain_id=devnet.chain_id,
-        document=document(devnet.chain_id, "warmup", 10**18),
-        agent="spender",
-        extra_env=PROOF_ENV,
-    ) as running:
-        yield running
+fleet = spender_fleet_fixture(extra_env=PROOF_ENV)
 
 
 async def test_200_parallel_spends_of_1_against_a_cap_of_50(fleet: Fleet, devnet: Devnet) -> None:
@@ -211,9 +164,7 @@ async def test_after_flushall_the_rebuilt_counter_still_refuses(
     recipient = fresh_recipient()
     for i in range(9):
         assert "result" in await fleet.rpc(i, "eth_sendTransaction", transfer(recipient, 10))
-    client = aioredis.Redis.from_url(redis_server_url)
-    await client.flushdb()
-    await client.aclose()
+    await flush_redis(redis_server_url)
     refused = await fleet.rpc(1, "eth_sendTransaction", transfer(recipient, 20))
     assert refused["error"]["code"] == -32005
     assert refused["error"]["data"]["reason"] == "cumulative_cap_exceeded"

@@ -12,17 +12,15 @@ import pytest_asyncio
 
 from tests.support.cluster import ValkeyNode, flush_cluster
 from tests.support.devnet import Devnet
-from tests.support.fleet import Fleet, running_fleet
+from tests.support.fleet import Fleet
+from tests.support.spender_fleet import document, fresh_recipient, spender_fleet, transfer
 from tests.test_concurrency import (
     PARALLEL,
     PROOF_ENV,
     assert_exact_unit_outcome,
     assert_random_outcome,
-    document,
-    fresh_recipient,
     random_amounts,
     run_scenario,
-    transfer,
 )
 
 
@@ -35,16 +33,8 @@ async def cluster_fleet(
     devnet: Devnet,
 ) -> AsyncIterator[Fleet]:
     flush_cluster(cluster_nodes)
-    async with running_fleet(
-        postgres_server_url=postgres_server_url,
-        migrated_template=migrated_template,
-        redis_url=redis_cluster_url,
-        backend_url=devnet.url,
-        chain_id=devnet.chain_id,
-        document=document(devnet.chain_id, "warmup", 10**18),
-        agent="spender",
-        extra_env=PROOF_ENV,
-    ) as running:
+    servers = (postgres_server_url, migrated_template, redis_cluster_url, devnet)
+    async with spender_fleet(*servers, extra_env=PROOF_ENV) as running:
         yield running
 
 

@@ -19,48 +19,21 @@ from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
 import redis.asyncio as aioredis
 
 from tests.support.cluster import running_valkey
 from tests.support.devnet import Devnet
-from tests.support.fleet import Fleet, StallingBackend, running_fleet
-from tests.test_concurrency import document, fresh_recipient, transfer
+from tests.support.fleet import Fleet, StallingBackend
+from tests.support.spender_fleet import (
+    document,
+    flush_redis,
+    fresh_recipient,
+    spender_fleet,
+    stalling_fleet_fixtures,
+    transfer,
+)
 
-
-@pytest_asyncio.fixture(scope="module")
-async def stalling(devnet: Devnet) -> AsyncIterator[StallingBackend]:
-    async with StallingBackend(devnet.url) as backend:
-        yield backend
-
-
-@pytest_asyncio.fixture(scope="module")
-async def fleet(
-    postgres_server_url: str,
-    migrated_template: str,
-    redis_server_url: str,
-    devnet: Devnet,
-    stalling: StallingBackend,
-) -> AsyncIterator[Fleet]:
-    client = aioredis.Redis.from_url(redis_server_url)
-    await client.flushdb()
-    await client.aclose()
-    async with running_fleet(
-        postgres_server_url=postgres_server_url,
-        migrated_template=migrated_template,
-        redis_url=redis_server_url,
-        backend_url=stalling.url,
-        chain_id=devnet.chain_id,
-        document=document(devnet.chain_id, "warmup", 10**18),
-        agent="spender",
-        count=2,
-    ) as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def forwarding(stalling: StallingBackend) -> None:
-    stalling.delay, stalling.mode = 0.0, "forward"
+stalling, fleet, forwarding = stalling_fleet_fixtures()
 
 
 async def abandon(fleet: Fleet, params: list[Any]) -> None:
@@ -140,9 +113,7 @@ async def test_unknown_outcomes_keep_counting_after_redis_loses_everything(
     stalling.mode = "forward"
     rows = await settled_rows(fleet, recipient, 2)
     assert [row["status"] for row in rows] == ["committed", "unknown"]
-    client = aioredis.Redis.from_url(redis_server_url)
-    await client.flushdb()
-    await client.aclose()
+    await flush_redis(redis_server_url)
     refused = await fleet.rpc(0, "eth_sendTransaction", transfer(recipient, 20))
     assert refused["error"]["data"]["reason"] == "cumulative_cap_exceeded"
     assert "result" in await fleet.rpc(1, "eth_sendTransaction", transfer(recipient, 10))
@@ -161,14 +132,14 @@ async def lonely_gateway(
         tempfile.TemporaryDirectory(prefix="walletgate-lonely-") as directory,
         running_valkey(Path(directory)) as node,
     ):
-        async with running_fleet(
-            postgres_server_url=postgres_server_url,
-            migrated_template=migrated_template,
-            redis_url=f"redis://127.0.0.1:{node.port}/0",
-            backend_url=devnet.url,
-            chain_id=devnet.chain_id,
-            document=document(devnet.chain_id, "lonely", 10**6),
-            agent="spender",
+        redis_url = f"redis://127.0.0.1:{node.port}/0"
+        async with spender_fleet(
+            postgres_server_url,
+            migrated_template,
+            redis_url,
+            devnet,
+            rule="lonely",
+            cap_wei=10**6,
             count=1,
             extra_env=env,
         ) as running:

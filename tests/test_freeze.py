@@ -17,9 +17,9 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 
 from tests.support.devnet import Devnet
-from tests.support.fleet import Fleet, running_fleet
+from tests.support.fleet import Fleet
 from tests.support.policy_world import NOW, eth_limit, native, policy, spend, world
-from tests.test_concurrency import document, fresh_recipient, transfer
+from tests.support.spender_fleet import fresh_recipient, spender_fleet_fixture, transfer
 from walletgate.config.settings import Settings
 from walletgate.policies.decision import Outcome, Reason
 from walletgate.policies.evaluator import evaluate
@@ -147,24 +147,7 @@ def test_a_cache_entry_without_freezes_is_a_miss() -> None:
 # -- three gateways --------------------------------------------------------------------------------
 
 
-@pytest_asyncio.fixture(scope="module")
-async def fleet(
-    postgres_server_url: str, migrated_template: str, redis_server_url: str, devnet: Devnet
-) -> AsyncIterator[Fleet]:
-    client = aioredis.Redis.from_url(redis_server_url)
-    await client.flushdb()
-    await client.aclose()
-    async with running_fleet(
-        postgres_server_url=postgres_server_url,
-        migrated_template=migrated_template,
-        redis_url=redis_server_url,
-        backend_url=devnet.url,
-        chain_id=devnet.chain_id,
-        document=document(devnet.chain_id, "daily", 10**18),
-        agent="spender",
-        extra_env={"WALLETGATE_ACTOR": "oncall"},
-    ) as running:
-        yield running
+fleet = spender_fleet_fixture(rule="daily", extra_env={"WALLETGATE_ACTOR": "oncall"})
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from eth_account.messages import encode_typed_data
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
 from tests.support.devnet import Devnet
+from tests.support.evm_builders import permit
 from tests.support.gateway import GatewayProcess, free_port, walletgate_cli
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -185,37 +186,14 @@ async def test_refusals_are_not_mined(
 
 async def test_permit_typed_data_is_refused(gateway: GatewayProcess, devnet: Devnet) -> None:
     trader = address(TRADER_KEY)
-    typed = {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "Permit": [
-                {"name": "owner", "type": "address"},
-                {"name": "spender", "type": "address"},
-                {"name": "value", "type": "uint256"},
-                {"name": "nonce", "type": "uint256"},
-                {"name": "deadline", "type": "uint256"},
-            ],
-        },
-        "primaryType": "Permit",
-        "domain": {
-            "name": "Walletgate Test USD",
-            "version": "1",
-            "chainId": devnet.chain_id,
-            "verifyingContract": devnet.token_address,
-        },
-        "message": {
-            "owner": trader,
-            "spender": COUNTERPARTY,
-            "value": 2**256 - 1,
-            "nonce": 0,
-            "deadline": 2**40,
-        },
-    }
+    typed = permit(
+        trader,
+        2**256 - 1,
+        token=devnet.token_address,
+        chain_id=devnet.chain_id,
+        spender=COUNTERPARTY,
+        name="Walletgate Test USD",
+    )
     encode_typed_data(full_message=typed)  # the request is well formed: walletgate must judge it
     reply = await gateway.rpc("eth_signTypedData_v4", [trader, json.dumps(typed)])
     data = refusal(reply)

@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
-import redis.asyncio as aioredis
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 
 from tests.support.devnet import Devnet
-from tests.support.fleet import Fleet, StallingBackend, running_fleet
-from tests.test_concurrency import WALLET, document, fresh_recipient, transfer
+from tests.support.fleet import Fleet, StallingBackend
+from tests.support.spender_fleet import (
+    WALLET,
+    document,
+    fresh_recipient,
+    stalling_fleet_fixtures,
+    transfer,
+)
 from walletgate.storage.reconcile import Action, Candidate, ChainView, judge, same_transaction
 
 KEY = "0x" + (3).to_bytes(32, "big").hex()  # WALLET's key
@@ -118,39 +121,7 @@ def test_the_same_transaction_is_recognised_whatever_the_spelling() -> None:
 # -- end to end -------------------------------------------------------------------------------
 
 
-@pytest_asyncio.fixture(scope="module")
-async def stalling(devnet: Devnet) -> AsyncIterator[StallingBackend]:
-    async with StallingBackend(devnet.url) as backend:
-        yield backend
-
-
-@pytest_asyncio.fixture(scope="module")
-async def fleet(
-    postgres_server_url: str,
-    migrated_template: str,
-    redis_server_url: str,
-    devnet: Devnet,
-    stalling: StallingBackend,
-) -> AsyncIterator[Fleet]:
-    client = aioredis.Redis.from_url(redis_server_url)
-    await client.flushdb()
-    await client.aclose()
-    async with running_fleet(
-        postgres_server_url=postgres_server_url,
-        migrated_template=migrated_template,
-        redis_url=redis_server_url,
-        backend_url=stalling.url,
-        chain_id=devnet.chain_id,
-        document=document(devnet.chain_id, "warmup", 10**18),
-        agent="spender",
-        count=2,
-    ) as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def forwarding(stalling: StallingBackend) -> None:
-    stalling.delay, stalling.mode = 0.0, "forward"
+stalling, fleet, forwarding = stalling_fleet_fixtures()
 
 
 async def next_nonce(devnet: Devnet) -> int:

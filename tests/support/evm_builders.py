@@ -83,118 +83,91 @@ def eip712_domain(
     return domain, fields
 
 
-def permit(
-    owner: str, value: Any, *, token: str = TOKEN, chain_id: int | None = CHAIN_ID
-) -> dict[str, Any]:
-    """EIP-2612 Permit typed data."""
-    domain, domain_type = eip712_domain("Token", token, chain_id)
-    return {
-        "types": {
-            "EIP712Domain": domain_type,
-            "Permit": [
-                {"name": "owner", "type": "address"},
-                {"name": "spender", "type": "address"},
-                {"name": "value", "type": "uint256"},
-                {"name": "nonce", "type": "uint256"},
-                {"name": "deadline", "type": "uint256"},
-            ],
-        },
-        "primaryType": "Permit",
-        "domain": domain,
-        "message": {
-            "owner": owner,
-            "spender": SPENDER,
-            "value": value,
-            "nonce": 0,
-            "deadline": 2**40,
-        },
-    }
+def _members(declaration: str) -> list[dict[str, str]]:
+    """EIP-712 type members written like a Solidity struct body: ``"address owner, ..."``."""
+    members = []
+    for member in declaration.split(","):
+        kind, name = member.split()
+        members.append({"name": name, "type": kind})
+    return members
 
 
-def dai_permit(holder: str, allowed: Any) -> dict[str, Any]:
-    """DAI-style Permit typed data."""
-    domain, domain_type = eip712_domain("Dai Stablecoin", TOKEN)
-    return {
-        "types": {
-            "EIP712Domain": domain_type,
-            "Permit": [
-                {"name": "holder", "type": "address"},
-                {"name": "spender", "type": "address"},
-                {"name": "nonce", "type": "uint256"},
-                {"name": "expiry", "type": "uint256"},
-                {"name": "allowed", "type": "bool"},
-            ],
-        },
-        "primaryType": "Permit",
-        "domain": domain,
-        "message": {
-            "holder": holder,
-            "spender": SPENDER,
-            "nonce": 0,
-            "expiry": 2**40,
-            "allowed": allowed,
-        },
-    }
-
-
-_PERMIT_DETAILS = [
-    {"name": "token", "type": "address"},
-    {"name": "amount", "type": "uint160"},
-    {"name": "expiration", "type": "uint48"},
-    {"name": "nonce", "type": "uint48"},
-]
-_TOKEN_PERMISSIONS = [{"name": "token", "type": "address"}, {"name": "amount", "type": "uint256"}]
-
-
-def _permit2_document(
+def _typed_data(
+    domain: tuple[dict[str, Any], list[dict[str, str]]],
     primary: str,
-    fields: list[dict[str, str]],
-    extra: dict[str, Any],
+    members: str,
     message: dict[str, Any],
-    contract: str,
+    **other_types: list[dict[str, str]],
 ) -> dict[str, Any]:
-    domain = {"name": "Permit2", "chainId": CHAIN_ID, "verifyingContract": contract}
-    domain_type = [
-        {"name": "name", "type": "string"},
-        {"name": "chainId", "type": "uint256"},
-        {"name": "verifyingContract", "type": "address"},
-    ]
+    """A typed-data document: ``domain`` (values and type, as :func:`eip712_domain` gives
+    them), the ``primary`` type with ``members`` (see :func:`_members`), and ``message``."""
+    values, domain_type = domain
     return {
-        "types": {"EIP712Domain": domain_type, primary: fields, **extra},
+        "types": {"EIP712Domain": domain_type, primary: _members(members), **other_types},
         "primaryType": primary,
-        "domain": domain,
+        "domain": values,
         "message": message,
     }
 
 
+def permit(
+    owner: str,
+    value: Any,
+    *,
+    token: str = TOKEN,
+    chain_id: int | None = CHAIN_ID,
+    spender: str = SPENDER,
+    name: str = "Token",
+) -> dict[str, Any]:
+    """EIP-2612 Permit typed data (``name`` is the token's EIP-712 domain name)."""
+    message = {"owner": owner, "spender": spender, "value": value, "nonce": 0, "deadline": 2**40}
+    members = "address owner, address spender, uint256 value, uint256 nonce, uint256 deadline"
+    return _typed_data(eip712_domain(name, token, chain_id), "Permit", members, message)
+
+
+def dai_permit(holder: str, allowed: Any) -> dict[str, Any]:
+    """DAI-style Permit typed data."""
+    message = {
+        "holder": holder,
+        "spender": SPENDER,
+        "nonce": 0,
+        "expiry": 2**40,
+        "allowed": allowed,
+    }
+    members = "address holder, address spender, uint256 nonce, uint256 expiry, bool allowed"
+    return _typed_data(eip712_domain("Dai Stablecoin", TOKEN), "Permit", members, message)
+
+
+_PERMIT_DETAILS = _members("address token, uint160 amount, uint48 expiration, uint48 nonce")
+_TOKEN_PERMISSIONS = _members("address token, uint256 amount")
+
+
+def _permit2_domain(contract: str) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """Permit2's domain: no version."""
+    domain = {"name": "Permit2", "chainId": CHAIN_ID, "verifyingContract": contract}
+    return domain, _members("string name, uint256 chainId, address verifyingContract")
+
+
 def permit2_single(token: str, amount: int, *, contract: str = PERMIT2) -> dict[str, Any]:
     """Permit2 PermitSingle typed data."""
-    fields = [
-        {"name": "details", "type": "PermitDetails"},
-        {"name": "spender", "type": "address"},
-        {"name": "sigDeadline", "type": "uint256"},
-    ]
     details = {"token": token, "amount": amount, "expiration": 2**40, "nonce": 0}
     message = {"details": details, "spender": SPENDER, "sigDeadline": 2**40}
-    return _permit2_document(
-        "PermitSingle", fields, {"PermitDetails": _PERMIT_DETAILS}, message, contract
+    members = "PermitDetails details, address spender, uint256 sigDeadline"
+    return _typed_data(
+        _permit2_domain(contract), "PermitSingle", members, message, PermitDetails=_PERMIT_DETAILS
     )
 
 
 def permit2_batch(tokens: list[tuple[str, int]]) -> dict[str, Any]:
     """Permit2 PermitBatch typed data."""
-    fields = [
-        {"name": "details", "type": "PermitDetails[]"},
-        {"name": "spender", "type": "address"},
-        {"name": "sigDeadline", "type": "uint256"},
-    ]
     details = [
         {"token": token, "amount": amount, "expiration": 2**40, "nonce": 0}
         for token, amount in tokens
     ]
     message = {"details": details, "spender": SPENDER, "sigDeadline": 2**40}
-    return _permit2_document(
-        "PermitBatch", fields, {"PermitDetails": _PERMIT_DETAILS}, message, PERMIT2
+    members = "PermitDetails[] details, address spender, uint256 sigDeadline"
+    return _typed_data(
+        _permit2_domain(PERMIT2), "PermitBatch", members, message, PermitDetails=_PERMIT_DETAILS
     )
 
 
@@ -213,13 +186,9 @@ def permit2_transfer(
     primary = (
         ("PermitBatch" if batch else "Permit") + ("Witness" if witness else "") + "TransferFrom"
     )
-    fields = [
-        {"name": "permitted", "type": "TokenPermissions[]" if batch else "TokenPermissions"},
-        {"name": "spender", "type": "address"},
-        {"name": "nonce", "type": "uint256"},
-        {"name": "deadline", "type": "uint256"},
-    ]
-    extra: dict[str, Any] = {"TokenPermissions": _TOKEN_PERMISSIONS}
+    permissions = "TokenPermissions[]" if batch else "TokenPermissions"
+    members = f"{permissions} permitted, address spender, uint256 nonce, uint256 deadline"
+    other_types = {"TokenPermissions": _TOKEN_PERMISSIONS}
     permitted: Any = [{"token": token, "amount": amount} for token, amount in tokens]
     message: dict[str, Any] = {
         "permitted": permitted if batch else permitted[0],
@@ -229,13 +198,13 @@ def permit2_transfer(
     }
     if witness:
         name, kind = witness_field
-        fields.append({"name": name, "type": kind})
+        members += f", {kind} {name}"
         if kind == "Order":
-            extra["Order"] = [{"name": "minOut", "type": "uint256"}]
+            other_types["Order"] = _members("uint256 minOut")
             message[name] = {"minOut": 5}
         else:
             message[name] = "0x" + "77" * 32 if kind == "bytes32" else 5
-    return _permit2_document(primary, fields, extra, message, PERMIT2)
+    return _typed_data(_permit2_domain(PERMIT2), primary, members, message, **other_types)
 
 
 def transfer_authorization(
@@ -247,44 +216,24 @@ def transfer_authorization(
     token: str = TOKEN,
 ) -> dict[str, Any]:
     """EIP-3009 (USDC-style) typed data: ``value`` of ``token`` from ``source`` to ``to``."""
-    domain, domain_type = eip712_domain("USD Coin", token)
-    return {
-        "types": {
-            "EIP712Domain": domain_type,
-            primary: [
-                {"name": "from", "type": "address"},
-                {"name": "to", "type": "address"},
-                {"name": "value", "type": "uint256"},
-                {"name": "validAfter", "type": "uint256"},
-                {"name": "validBefore", "type": "uint256"},
-                {"name": "nonce", "type": "bytes32"},
-            ],
-        },
-        "primaryType": primary,
-        "domain": domain,
-        "message": {
-            "from": source,
-            "to": to,
-            "value": value,
-            "validAfter": 0,
-            "validBefore": 2**40,
-            "nonce": "0x" + "11" * 32,
-        },
+    message = {
+        "from": source,
+        "to": to,
+        "value": value,
+        "validAfter": 0,
+        "validBefore": 2**40,
+        "nonce": "0x" + "11" * 32,
     }
+    members = (
+        "address from, address to, uint256 value, uint256 validAfter, uint256 validBefore,"
+        " bytes32 nonce"
+    )
+    return _typed_data(eip712_domain("USD Coin", token), primary, members, message)
 
 
 def mail(contract: str = "0x" + "cc" * 20) -> dict[str, Any]:
     """An ordinary typed-data document (the EIP-712 example) that is not a permit."""
-    domain, domain_type = eip712_domain("Ether Mail", contract)
-    return {
-        "types": {
-            "EIP712Domain": domain_type,
-            "Mail": [
-                {"name": "from", "type": "address"},
-                {"name": "contents", "type": "string"},
-            ],
-        },
-        "primaryType": "Mail",
-        "domain": domain,
-        "message": {"from": RECIPIENT, "contents": "Hello, Bob!"},
-    }
+    message = {"from": RECIPIENT, "contents": "Hello, Bob!"}
+    return _typed_data(
+        eip712_domain("Ether Mail", contract), "Mail", "address from, string contents", message
+    )

@@ -21,6 +21,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -107,13 +108,17 @@ async def migrated_template(postgres_server_url: str) -> AsyncIterator[str]:
         await admin.close()
 
 
-@pytest_asyncio.fixture
-async def database_url(postgres_server_url: str, migrated_template: str) -> AsyncIterator[str]:
-    """URL of a fresh, fully migrated database private to this test."""
-    name = f"wg_test_{secrets.token_hex(8)}"
+@asynccontextmanager
+async def scratch_database(
+    postgres_server_url: str, prefix: str, template: str | None = None
+) -> AsyncIterator[str]:
+    """URL of a database named ``prefix`` and a random suffix, created (as a copy of
+    ``template`` if given) for the block and dropped after it."""
+    name = f"{prefix}_{secrets.token_hex(8)}"
     admin = await asyncpg.connect(postgres_server_url)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
+        copy = f' TEMPLATE "{template}"' if template else ""
+        await admin.execute(f'CREATE DATABASE "{name}"{copy}')
         yield with_database(postgres_server_url, name)
         # FORCE: a test that forgot to close a connection must not leak its database.
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -122,16 +127,17 @@ async def database_url(postgres_server_url: str, migrated_template: str) -> Asyn
 
 
 @pytest_asyncio.fixture
+async def database_url(postgres_server_url: str, migrated_template: str) -> AsyncIterator[str]:
+    """URL of a fresh, fully migrated database private to this test."""
+    async with scratch_database(postgres_server_url, "wg_test", migrated_template) as url:
+        yield url
+
+
+@pytest_asyncio.fixture
 async def empty_database_url(postgres_server_url: str) -> AsyncIterator[str]:
     """URL of a database with nothing in it, not even ``schema_migrations``."""
-    name = f"wg_empty_{secrets.token_hex(8)}"
-    admin = await asyncpg.connect(postgres_server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield with_database(postgres_server_url, name)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with scratch_database(postgres_server_url, "wg_empty") as url:
+        yield url
 
 
 @pytest_asyncio.fixture
