@@ -120,12 +120,12 @@ def _latency_verdict(results: Results) -> Verdict:
 
 def scale_costs(results: Results, scenario: str) -> list[tuple[str, float, float]]:
     """(target, requests/s, CPU µs per request of walletgate and its stores) per
-    deployment of the scale section, in the order they ran."""
+    deployment of the scale section, in the order they ran; medians over the rounds."""
     out = []
     for name in _scale_targets(results):
-        cell = results.select(SCALE, scenario, name)
         groups = results.targets[name].groups
-        out.append((name, results.throughput(SCALE, scenario, name), cpu_per_request(cell, groups)))
+        per_round = [cpu_per_request([m], groups) for m in results.select(SCALE, scenario, name)]
+        out.append((name, results.throughput(SCALE, scenario, name), median(per_round)))
     return out
 
 
@@ -135,6 +135,20 @@ def _scale_targets(results: Results) -> list[str]:
         if m.section == SCALE:
             seen.setdefault(m.target, None)
     return list(seen)
+
+
+def _decision_verdict(results: Results) -> Verdict | None:
+    counts = sorted(results.decisions, key=int)
+    if len(counts) < 2:
+        return None
+    first, last = results.decisions[counts[0]], results.decisions[counts[-1]]
+    changes = [(s, last[s] / first[s] - 1) for s in first if s in last]
+    return Verdict(
+        f"decision cost (decode + evaluate), {int(counts[0]):,} → {int(counts[-1]):,} wallets",
+        "flat within 10%",
+        "; ".join(f"{s}: {_pct(c)}" for s, c in changes),
+        all(abs(c) <= FLAT for _, c in changes),
+    )
 
 
 def _flat_verdict(results: Results, measure: str, first: str, last: str) -> Verdict:
@@ -157,24 +171,23 @@ def verdicts(results: Results) -> list[Verdict]:
         _throughput_verdict(results, "balance", "cached eth_getBalance throughput", 1.5),
         _latency_verdict(results),
     ]
+    decided = _decision_verdict(results)
+    if decided is not None:
+        out.append(decided)
     deployments = _scale_targets(results)
     plain = [d for d in deployments if not d.endswith("-audit")]
     audit = [d for d in deployments if d.endswith("-audit")]
+    whole = "whole spend (CPU of walletgate, PostgreSQL and Redis per request)"
     if len(plain) >= 2:
         first, last = plain[0], plain[-1]
-        out.append(
-            _flat_verdict(
-                results,
-                f"decision cost, {_wallets(results, first)} → {_wallets(results, last)} wallets",
-                first,
-                last,
-            )
-        )
+        wallets = f"{_wallets(results, first)} → {_wallets(results, last)} wallets"
+        out.append(_flat_verdict(results, f"{whole}, {wallets}", first, last))
     if audit:
         base = audit[0].removesuffix("-audit")
         if base not in results.targets:
             base = "walletgate"
-        out.append(_flat_verdict(results, "decision cost, 0 → filled audit table", base, audit[0]))
+        rows = results.targets[audit[0]].label.rsplit(", ", 1)[-1].removesuffix(")")
+        out.append(_flat_verdict(results, f"{whole}, 0 → {rows}", base, audit[0]))
     return out
 
 
@@ -393,11 +406,30 @@ def _scale_section(results: Results) -> list[str]:
     return [
         "### Scale: decision cost with more wallets and a larger audit table",
         "",
-        "The same spends against separate deployments (own database, own Redis database), "
-        "closed loop, rounds interleaved.",
+        "The decision itself (decode + evaluate, the pure core), in-process: best of 7 "
+        "timings of 2,000 decisions each, the sizes interleaved; µs per decision, and the "
+        "change from the smallest policy set:",
+        "",
+        *_table(("wallets", "allowed spend", "refused spend"), _decision_rows(results)),
+        "The whole spend through walletgate, against separate deployments (own database, "
+        "own Redis database), closed loop, rounds interleaved; CPU per request is the "
+        "median over the rounds:",
         "",
         *_table(header, rows),
     ]
+
+
+def _decision_rows(results: Results) -> list[tuple[str, ...]]:
+    counts = sorted(results.decisions, key=int)
+    rows = []
+    for wallets in counts:
+        cells = []
+        for scenario in ("spend_allowed", "spend_refused"):
+            value = results.decisions[wallets].get(scenario, math.nan)
+            first = results.decisions[counts[0]].get(scenario, math.nan)
+            cells.append(f"{value:.1f} ({_pct(value / first - 1)})")
+        rows.append((f"{int(wallets):,}", *cells))
+    return rows
 
 
 def _workers_section(results: Results) -> list[str]:

@@ -67,6 +67,8 @@ class Results:
     calibration: dict[str, float] = field(default_factory=dict)
     profile: dict[str, Any] = field(default_factory=dict)
     anatomy: dict[str, dict[str, float]] = field(default_factory=dict)  # scenario -> counts
+    # wallet count (as text, for JSON) -> scenario -> µs per decode + evaluate
+    decisions: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def select(

@@ -35,7 +35,7 @@ import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 
-from bench import anatomy, loadgen, profile, services, stores
+from bench import anatomy, decision, loadgen, profile, services, stores
 from bench.procstat import CpuGroups, cpu_delta
 from bench.results import (
     CLOSED,
@@ -563,6 +563,13 @@ def run(config: BenchConfig, workdir: Path) -> Results:
                     f"{deployment.label}: {count:,} audit rows "
                     f"({time.monotonic() - fill_started:.0f}s)"
                 )
+        _say("timing the decision (decode + evaluate) under every policy set size")
+        sets = decision.compile_sets(config.wallets, config.chain_id)
+        costs = decision.decision_costs(
+            sets, SPEND_SCENARIOS, config.chain_id, count=200 if config.smoke else 2000
+        )
+        del sets
+        bench.results.decisions = {str(w): c for w, c in costs.items()}
         main_deployment = next(d for d in deployments if d.name == main_name)
         asyncio.run(
             bench.count_store_traffic(main, store.redis_database_url(main_deployment.redis_db))

@@ -94,6 +94,16 @@ def test_scale_deployments_and_workers_produced_numbers(smoke: tuple[Results, st
             _has_numbers(results, SCALE, scenario.name, target)
     workers = {m.target for m in results.measurements if m.section == WORKERS}
     assert len(workers) == 2
+    assert set(results.decisions) == {"1", "100"}  # the smoke run's wallet counts
+    for costs in results.decisions.values():
+        assert set(costs) == {s.name for s in SPEND_SCENARIOS}
+
+
+def test_trips_to_the_stores_were_counted(smoke: tuple[Results, str]) -> None:
+    results, _ = smoke
+    assert set(results.anatomy) == {s.name for s in SCENARIOS}
+    for counts in results.anatomy.values():
+        assert set(counts) >= {"redis_round_trips", "postgres_transactions"}
 
 
 def test_the_profile_and_the_report_were_written(smoke: tuple[Results, str]) -> None:
