@@ -62,8 +62,8 @@ MATRIX_TARGETS = ("direct", "nginx", "passthrough", "walletgate")
 class BenchConfig:
     """How much to measure. The defaults are the full run (about 15 minutes)."""
 
-    seconds: float = 4.0  # per closed-loop measurement
-    rounds: int = 3
+    seconds: float = 3.0  # per closed-loop measurement
+    rounds: int = 5
     open_seconds: float = 6.0
     connections: int = 32
     wallets: tuple[int, ...] = (1, 1_000, 100_000)
