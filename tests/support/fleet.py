@@ -99,7 +99,10 @@ async def running_fleet(
     """``count`` gateways on a fresh database and ``redis_url`` (flushed by the caller)."""
     name = f"wg_fleet_{secrets.token_hex(6)}"
     admin = await asyncpg.connect(postgres_server_url)
-    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
+    finally:
+        await admin.close()
     database_url = with_database(postgres_server_url, name)
     env = {
         "WALLETGATE_DATABASE_URL": database_url,
@@ -123,8 +126,12 @@ async def running_fleet(
     finally:
         for process in processes:
             stop_process(process)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        # A new connection: a fault test may have restarted the server meanwhile.
+        admin = await asyncpg.connect(postgres_server_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
 
 class StallingBackend:

@@ -333,6 +333,9 @@ class CallHandler:
         except AuditUnavailable as exc:
             _log.warning("refusing %s: %s", spend.method, exc)
             await self._settle_quietly(reserved, refund=True)
+            # The database may have committed the row after all (the connection died
+            # during COMMIT): it must not stay "pending", counting a spend never sent.
+            self._mark_not_forwarded(spend, "the audit log was unavailable")
             decision = _unavailable("audit log unavailable")
             self._count(decision)
             return _refusal(call_id, decision, None)
@@ -340,19 +343,24 @@ class CallHandler:
             # Redis lost the reservation after it was made: a counter rebuilt before the
             # row above was written may not count it, so it must not be sent.
             await self._settle_quietly(reserved, refund=True)
-            self._gw.audit.update(
-                AuditOutcome(
-                    spend.tx_id,
-                    "refunded",
-                    self._gw.clock(),
-                    backend_error={"message": "not forwarded: the counters were lost"},
-                )
-            )
+            self._mark_not_forwarded(spend, "the counters were lost")
             decision = _unavailable("the counters were lost while deciding")
             self._count(decision)
             return _refusal(call_id, decision, spend.tx_id)
         self._count(decision)
         return await self._forward_and_settle(spend, reserved)
+
+    def _mark_not_forwarded(self, spend: _SpendCall, why: str) -> None:
+        """Queue the outcome of an allowed spend refused before forwarding (a no-op if
+        its row was never written): the audit writer retries it until it lands."""
+        self._gw.audit.update(
+            AuditOutcome(
+                spend.tx_id,
+                "refunded",
+                self._gw.clock(),
+                backend_error={"message": f"not forwarded: {why}"},
+            )
+        )
 
     async def _still_reserved(self, reserved: Reservation) -> bool:
         try:
