@@ -22,6 +22,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 import rlp
 from eth_account import Account
 from eth_keys.constants import SECPK1_N
@@ -334,23 +335,28 @@ def test_legacy_chain_id_zero_is_refused() -> None:
             raise AssertionError(f"v={v} was accepted")
 
 
-def test_a_list_where_an_integer_belongs_is_refused() -> None:
-    """Found by atheris: pyrlp's integer sedes raises TypeError for a list (a 500)."""
-    tx = {
-        "chainId": 1337,
+@pytest.mark.parametrize("tx_type", [0, 3])
+@pytest.mark.parametrize("as_list", [[b"\x01", b""], []])
+def test_a_list_where_an_integer_belongs_is_refused(tx_type: int, as_list: list[bytes]) -> None:
+    """Found by atheris and the differential test: pyrlp's integer sedes raised TypeError
+    for a list (a 500) and read an empty list as 0, so a legacy transaction whose nonce
+    was ``[]`` was judged with another signer than the node recovers."""
+    tx: dict[str, Any] = {
         "nonce": 0,
-        "maxFeePerGas": 2,
-        "maxPriorityFeePerGas": 1,
-        "maxFeePerBlobGas": 1,
-        "blobVersionedHashes": ["0x01" + "00" * 31],
         "gas": 21_000,
         "to": to_checksum_address("0x" + "12" * 20),
         "value": 1,
+        "chainId": 1337,
     }
+    if tx_type == 0:
+        tx["gasPrice"] = 1
+    else:
+        tx.update(maxFeePerGas=2, maxPriorityFeePerGas=1, maxFeePerBlobGas=1)
+        tx["blobVersionedHashes"] = ["0x01" + "00" * 31]
     signed = Account.sign_transaction(tx, private_key(ALICE_KEY))
-    split = Split.of(3, bytes(signed.raw_transaction))
-    for position in (0, 6, 9):  # chainId, value, maxFeePerBlobGas
-        raw = split.join(_set(split.item, (position,), [b"\x01", b""]))
+    split = Split.of(tx_type, bytes(signed.raw_transaction))
+    for position in INTEGER_FIELDS[tx_type]:
+        raw = split.join(_set(split.item, (position,), list(as_list)))
         try:
             parse_raw_transaction(raw, "params[0]")
         except DecodeError as exc:

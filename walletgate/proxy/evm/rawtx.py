@@ -18,7 +18,7 @@ from typing import Any
 import rlp
 from eth_account import Account
 from eth_utils import keccak
-from rlp.exceptions import RLPException
+from rlp.exceptions import DeserializationError, RLPException
 from rlp.sedes import Binary, CountableList, List, big_endian_int, binary
 
 from walletgate.intents import DecodedRequest, DecodeError, Delegation, Intent
@@ -37,12 +37,30 @@ _MAX_NONCE = 2**64 - 2
 _U64 = 64
 _U256 = 256
 
+
+class _StrictInteger:
+    """pyrlp's integer sedes, refusing a list where an integer belongs: pyrlp reads an
+    empty list as 0 (and raises TypeError for others), so a malformed transaction would
+    be judged as one thing while its signature covers another."""
+
+    def serialize(self, value: int) -> bytes:
+        serial: bytes = big_endian_int.serialize(value)
+        return serial
+
+    def deserialize(self, serial: Any) -> int:
+        if not isinstance(serial, bytes):
+            raise DeserializationError("expected an integer, got a list", serial)
+        value: int = big_endian_int.deserialize(serial)
+        return value
+
+
+_uint = _StrictInteger()
 _to = Binary.fixed_length(20, allow_empty=True)
 _address = Binary.fixed_length(20)
 _word = Binary.fixed_length(32)
 _access_list = CountableList(List([_address, CountableList(_word)], strict=True))
 _authorization = List(
-    [big_endian_int, _address, big_endian_int, big_endian_int, big_endian_int, big_endian_int],
+    [_uint, _address, _uint, _uint, _uint, _uint],
     strict=True,
 )
 
@@ -67,32 +85,26 @@ class _Layout:
             values = self.sedes.deserialize(item)
         except RLPException as exc:
             raise DecodeError(f"malformed {self.name} transaction: {exc}", where=where) from None
-        except TypeError:  # pyrlp's integer sedes, given a list where an integer belongs
-            raise DecodeError(
-                f"malformed {self.name} transaction: a list where an integer belongs", where=where
-            ) from None
         return dict(zip((name for name, _ in self.fields), values, strict=True))
 
 
-_FEES_1559 = (("maxPriorityFeePerGas", big_endian_int), ("maxFeePerGas", big_endian_int))
+_FEES_1559 = (("maxPriorityFeePerGas", _uint), ("maxFeePerGas", _uint))
 _CALL = (
-    ("gas", big_endian_int),
+    ("gas", _uint),
     ("to", _to),
-    ("value", big_endian_int),
+    ("value", _uint),
     ("data", binary),
 )
-_SIGNATURE = (("v", big_endian_int), ("r", big_endian_int), ("s", big_endian_int))
+_SIGNATURE = (("v", _uint), ("r", _uint), ("s", _uint))
 
-_LEGACY = _Layout(
-    "legacy", (("nonce", big_endian_int), ("gasPrice", big_endian_int), *_CALL, *_SIGNATURE)
-)
+_LEGACY = _Layout("legacy", (("nonce", _uint), ("gasPrice", _uint), *_CALL, *_SIGNATURE))
 _TYPED = {
     1: _Layout(
         "EIP-2930",
         (
-            ("chainId", big_endian_int),
-            ("nonce", big_endian_int),
-            ("gasPrice", big_endian_int),
+            ("chainId", _uint),
+            ("nonce", _uint),
+            ("gasPrice", _uint),
             *_CALL,
             ("accessList", _access_list),
             *_SIGNATURE,
@@ -101,8 +113,8 @@ _TYPED = {
     2: _Layout(
         "EIP-1559",
         (
-            ("chainId", big_endian_int),
-            ("nonce", big_endian_int),
+            ("chainId", _uint),
+            ("nonce", _uint),
             *_FEES_1559,
             *_CALL,
             ("accessList", _access_list),
@@ -112,12 +124,12 @@ _TYPED = {
     3: _Layout(
         "EIP-4844",
         (
-            ("chainId", big_endian_int),
-            ("nonce", big_endian_int),
+            ("chainId", _uint),
+            ("nonce", _uint),
             *_FEES_1559,
             *_CALL,
             ("accessList", _access_list),
-            ("maxFeePerBlobGas", big_endian_int),
+            ("maxFeePerBlobGas", _uint),
             ("blobVersionedHashes", CountableList(_word)),
             *_SIGNATURE,
         ),
@@ -125,8 +137,8 @@ _TYPED = {
     4: _Layout(
         "EIP-7702",
         (
-            ("chainId", big_endian_int),
-            ("nonce", big_endian_int),
+            ("chainId", _uint),
+            ("nonce", _uint),
             *_FEES_1559,
             *_CALL,
             ("accessList", _access_list),
