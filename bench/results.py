@@ -21,9 +21,11 @@ OPEN = "open"  # open-loop fixed rate
 SCALE = "scale"  # walletgate deployments of different sizes, spends only
 WORKERS = "workers"  # walletgate with 1 and N worker processes
 
-#: Open-loop rates: half the pass-through's saturation, or half the target's own.
+#: Open-loop rates: half the pass-through's saturation (the issue's measure), and a
+#: quarter of walletgate's own, a load it carries with room to spare on a shared machine.
 PASS_RATE = "half pass-through saturation"
-OWN_RATE = "half own saturation"
+OWN_RATE = "quarter of walletgate's saturation"
+OWN_RATE_SHARE = 0.25
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ Order of a run:
 4. the audit table of the large deployment is filled (cloned from the probes' rows);
 5. closed-loop saturation: every scenario on every target, in rounds, the order of the
    targets rotating every round, so slow drifts of a shared machine hit all of them;
-6. open-loop latency at half the pass-through's saturation rate (and at half walletgate's
-   own), the scale deployments, 1 vs N workers, and a py-spy profile of allowed spends.
+6. open-loop latency at half the pass-through's saturation rate (and at a quarter of
+   walletgate's own), the scale deployments, 1 vs N workers, a py-spy profile of spends.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -41,6 +41,7 @@ from bench.results import (
     CLOSED,
     OPEN,
     OWN_RATE,
+    OWN_RATE_SHARE,
     PASS_RATE,
     SCALE,
     WORKERS,
@@ -56,6 +57,9 @@ from bench.tools import Tools, ensure_tools, tool_version
 MAX_OPEN_LOAD = 0.9
 #: The targets every scenario runs against, side by side.
 MATRIX_TARGETS = ("direct", "nginx", "passthrough", "walletgate")
+
+#: Registers a started service to be stopped when the run ends; returns it.
+Keep = Callable[[services.Service], services.Service]
 
 
 @dataclass(frozen=True)
@@ -222,8 +226,8 @@ class Run:
                     self.measure(section, scenario, target, round_, **kw)
 
     def open_loop(self, scenarios: Sequence[Scenario], targets: Sequence[Target]) -> None:
-        """Latency at half the pass-through's saturation rate; and at half walletgate's
-        own (the rate it can actually carry), with the others at that rate too, so what
+        """Latency at half the pass-through's saturation rate; and at a quarter of
+        walletgate's own (a rate it carries), with the others at that rate too, so what
         walletgate adds shows even where it cannot carry the first rate."""
         for scenario in scenarios:
             rate = self.results.throughput(CLOSED, scenario.name, "passthrough") / 2
@@ -240,7 +244,12 @@ class Run:
             for target in targets:
                 if target.info.name in ("walletgate", "direct", "passthrough"):
                     self.measure(
-                        OPEN, scenario, target, 0, rate=walletgate / 2, rate_basis=OWN_RATE
+                        OPEN,
+                        scenario,
+                        target,
+                        0,
+                        rate=walletgate * OWN_RATE_SHARE,
+                        rate_basis=OWN_RATE,
                     )
 
     async def count_store_traffic(self, target: Target, redis_url: str) -> None:
@@ -463,6 +472,105 @@ def _cpu_groups(
     return CpuGroups(groups)
 
 
+def _reference_targets(bench: Run, keep: Keep, chain_id: int) -> services.Service:
+    """The stub, nginx (if available) and the aiohttp pass-through; returns the stub."""
+    stub = keep(services.start_stub(bench.logs, chain_id))
+    bench.add(
+        Target(
+            TargetInfo("direct", "backend directly (stub)", ("backend",)),
+            stub.url,
+            CpuGroups({"backend": [stub.pid]}),
+            walletgate=False,
+        )
+    )
+
+    def add_proxy(name: str, label: str, service: services.Service) -> None:
+        bench.add(
+            Target(
+                TargetInfo(name, label, ("proxy", "backend")),
+                service.url,
+                _cpu_groups([service.pid], [stub.pid], None),
+                walletgate=False,
+            )
+        )
+
+    if bench.tools.nginx is not None:
+        nginx = keep(services.start_nginx(bench.logs, stub.url, bench.tools.nginx))
+        add_proxy("nginx", "nginx pass-through", nginx)
+    # The same event loop as walletgate's (asyncio.run in the CLI).
+    passthrough = keep(services.start_passthrough(bench.logs, stub.url, "asyncio"))
+    add_proxy("passthrough", "aiohttp pass-through", passthrough)
+    return stub
+
+
+def _gateways(
+    bench: Run,
+    keep: Keep,
+    store: stores.Stores,
+    deployments: Sequence[Deployment],
+    provisioned: dict[str, tuple[str, str]],
+    backend: services.Service,
+    store_pids: dict[str, list[int]],
+) -> dict[str, Target]:
+    """One walletgate per deployment, and the main one again with ``--workers``; all
+    started together (large policy sets compile meanwhile), returned once listening."""
+    config = bench.config
+    launched: list[tuple[services.Service, int]] = []
+    gateways: dict[str, Target] = {}
+    groups = ("proxy", "backend", *(k for k, v in store_pids.items() if v))
+    for deployment in deployments:
+        database_url, token = provisioned[deployment.name]
+        env = _walletgate_env(
+            database_url,
+            store.redis_database_url(deployment.redis_db),
+            backend.url,
+            config.chain_id,
+        )
+        variants = [(deployment.name, 1)]
+        if deployment.wallets == config.main_wallets and not deployment.audit_rows:
+            variants.append((f"{deployment.name}-x{config.workers}", config.workers))
+        for name, workers in variants:
+            service = keep(services.launch_walletgate(name, bench.logs, env, workers))
+            launched.append((service, workers))
+            label = deployment.label + (f", {workers} workers" if workers > 1 else "")
+            gateways[name] = Target(
+                TargetInfo(name, label, groups),
+                service.url,
+                _cpu_groups([service.pid], [backend.pid], store_pids),
+                walletgate=True,
+                token=token,
+                database_url=database_url,
+            )
+    for service, workers in launched:
+        services.wait_for_text(service, services.walletgate_ready_text(workers))
+    _say(f"{len(launched)} gateways listening")
+    return gateways
+
+
+def _fill_audit_tables(
+    deployments: Sequence[Deployment], provisioned: dict[str, tuple[str, str]]
+) -> None:
+    for deployment in deployments:
+        if deployment.audit_rows:
+            started = time.monotonic()
+            count = asyncio.run(
+                stores.fill_audit(
+                    provisioned[deployment.name][0], deployment.audit_rows, deployment.wallets
+                )
+            )
+            _say(f"{deployment.label}: {count:,} audit rows ({time.monotonic() - started:.0f}s)")
+
+
+def _time_decisions(bench: Run) -> None:
+    _say("timing the decision (decode + evaluate) under every policy set size")
+    config = bench.config
+    sets = decision.compile_sets(config.wallets, config.chain_id)
+    costs = decision.decision_costs(
+        sets, SPEND_SCENARIOS, config.chain_id, count=200 if config.smoke else 2000
+    )
+    bench.results.decisions = {str(w): c for w, c in costs.items()}
+
+
 def run(config: BenchConfig, workdir: Path) -> Results:
     """Run the whole bench in ``workdir`` (logs, bodies, profile); return the results."""
     started = time.monotonic()
@@ -484,64 +592,9 @@ def run(config: BenchConfig, workdir: Path) -> Results:
             stack.callback(services.stop, service)
             return service
 
-        stub = keep(services.start_stub(bench.logs, config.chain_id))
-        bench.add(
-            Target(
-                TargetInfo("direct", "backend directly (stub)", ("backend",)),
-                stub.url,
-                CpuGroups({"backend": [stub.pid]}),
-                walletgate=False,
-            )
-        )
-        if tools.nginx is not None:
-            nginx = keep(services.start_nginx(bench.logs, stub.url, tools.nginx))
-            bench.add(
-                Target(
-                    TargetInfo("nginx", "nginx pass-through", ("proxy", "backend")),
-                    nginx.url,
-                    _cpu_groups([nginx.pid], [stub.pid], None),
-                    walletgate=False,
-                )
-            )
-        passthrough = keep(services.start_passthrough(bench.logs, stub.url, "asyncio"))
-        bench.add(
-            Target(
-                TargetInfo("passthrough", "aiohttp pass-through", ("proxy", "backend")),
-                passthrough.url,
-                _cpu_groups([passthrough.pid], [stub.pid], None),
-                walletgate=False,
-            )
-        )
+        stub = _reference_targets(bench, keep, config.chain_id)
         provisioned = asyncio.run(_provision(store, deployments, config.chain_id, prefix))
-        launched: list[tuple[services.Service, int]] = []
-        gateways: dict[str, Target] = {}
-        groups = ("proxy", "backend", *(k for k, v in store_pids.items() if v))
-        for deployment in deployments:
-            database_url, token = provisioned[deployment.name]
-            env = _walletgate_env(
-                database_url,
-                store.redis_database_url(deployment.redis_db),
-                stub.url,
-                config.chain_id,
-            )
-            variants = [(deployment.name, 1)]
-            if deployment.wallets == config.main_wallets and not deployment.audit_rows:
-                variants.append((f"{deployment.name}-x{config.workers}", config.workers))
-            for name, workers in variants:
-                service = keep(services.launch_walletgate(name, bench.logs, env, workers))
-                launched.append((service, workers))
-                label = deployment.label + (f", {workers} workers" if workers > 1 else "")
-                gateways[name] = Target(
-                    TargetInfo(name, label, groups),
-                    service.url,
-                    _cpu_groups([service.pid], [stub.pid], store_pids),
-                    walletgate=True,
-                    token=token,
-                    database_url=database_url,
-                )
-        for service, workers in launched:
-            services.wait_for_text(service, services.walletgate_ready_text(workers))
-        _say(f"{len(launched)} gateways listening")
+        gateways = _gateways(bench, keep, store, deployments, provisioned, stub, store_pids)
         main_name = f"w{config.main_wallets}"
         main = gateways[main_name]
         main.info = TargetInfo("walletgate", main.info.label, main.info.groups)
@@ -549,27 +602,9 @@ def run(config: BenchConfig, workdir: Path) -> Results:
         for name, gateway in gateways.items():
             if name != main_name:
                 bench.add(gateway)
-        matrix = [t for name, t in bench.targets.items() if name in MATRIX_TARGETS]
         asyncio.run(probe_all(list(bench.targets.values()), SCENARIOS))
-        for deployment in deployments:
-            if deployment.audit_rows:
-                fill_started = time.monotonic()
-                count = asyncio.run(
-                    stores.fill_audit(
-                        provisioned[deployment.name][0], deployment.audit_rows, deployment.wallets
-                    )
-                )
-                _say(
-                    f"{deployment.label}: {count:,} audit rows "
-                    f"({time.monotonic() - fill_started:.0f}s)"
-                )
-        _say("timing the decision (decode + evaluate) under every policy set size")
-        sets = decision.compile_sets(config.wallets, config.chain_id)
-        costs = decision.decision_costs(
-            sets, SPEND_SCENARIOS, config.chain_id, count=200 if config.smoke else 2000
-        )
-        del sets
-        bench.results.decisions = {str(w): c for w, c in costs.items()}
+        _fill_audit_tables(deployments, provisioned)
+        _time_decisions(bench)
         main_deployment = next(d for d in deployments if d.name == main_name)
         asyncio.run(
             bench.count_store_traffic(main, store.redis_database_url(main_deployment.redis_db))
@@ -579,15 +614,15 @@ def run(config: BenchConfig, workdir: Path) -> Results:
         )
         bench.results.calibration["python_generator_ceiling"] = generator_ceiling.throughput
 
+        matrix = [t for name, t in bench.targets.items() if name in MATRIX_TARGETS]
         bench.rounds(CLOSED, SCENARIOS, matrix)
         bench.open_loop(SCENARIOS, matrix)
         scale = [main if d.name == main_name else gateways[d.name] for d in deployments]
         bench.rounds(SCALE, SPEND_SCENARIOS, scale)
-        workers_target = gateways[f"{main_name}-x{config.workers}"]
         bench.rounds(
             WORKERS,
             (READS, ALLOWED_SPEND),
-            [main, workers_target],
+            [main, gateways[f"{main_name}-x{config.workers}"]],
             connections=2 * config.connections,
         )
         bench.profile_spends(main)
