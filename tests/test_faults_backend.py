@@ -23,15 +23,14 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import pytest_asyncio
 import redis.asyncio as aioredis
 
 from tests.support.devnet import Devnet
 from tests.support.fault_backend import Fault, FaultyBackend
-from tests.support.fault_checks import Witnesses, check_counters, check_ledger
-from tests.support.fault_load import Sent, sign_transfer, tx_hash_of
-from tests.support.fault_world import Scenario, World, fault_world
+from tests.support.fault_checks import check_ledger
+from tests.support.fault_load import Sent
+from tests.support.fault_world import World, fault_world
 
 CAP = 8_000  # wei per wallet
 VALUES = (500, 900)
@@ -69,37 +68,7 @@ def faults_by_seed(seed: int) -> Any:
     return lambda _call: chooser.choices(faults, weights)[0]
 
 
-async def use_open_nonces(world: World, scenario: Scenario, sent: list[Sent]) -> list[str]:
-    """A dropped transaction whose nonce is still open could yet be broadcast by anyone
-    holding it, so reconcile rightly keeps it. Each agent moves on: it spends that
-    nonce on a 1-wei transfer of its own, sent straight to the chain. The hashes."""
-    hashes = []
-    max_fee = 2 * int(await world.devnet.rpc("eth_gasPrice"), 16) + 1
-    for spender in world.spenders:
-        nonce = int(
-            await world.devnet.rpc("eth_getTransactionCount", [spender.address, "pending"]), 16
-        )
-        if any(s.agent == spender.agent and s.nonce >= nonce for s in sent if s.outcome_unknown):
-            recipient = "0x" + random.Random(nonce).randbytes(20).hex()
-            raw = sign_transfer(spender, world.devnet.chain_id, nonce, recipient, 1, max_fee)
-            await world.devnet.rpc("eth_sendRawTransaction", [raw])
-            hashes.append(tx_hash_of(raw))
-    return hashes
-
-
-async def counters_agree(world: World, witnesses: Witnesses, rule: str, redis_url: str) -> None:
-    client = aioredis.Redis.from_url(redis_url)
-    pool = await asyncpg.create_pool(world.fleet.database_url, min_size=1, max_size=2)
-    try:
-        await check_counters(witnesses, rule, client, pool)
-    finally:
-        await pool.close()
-        await client.aclose()
-
-
-async def test_slow_hung_and_reset_backends_then_reconcile(
-    world: World, redis_server_url: str
-) -> None:
+async def test_slow_hung_and_reset_backends_then_reconcile(world: World) -> None:
     scenario = await world.begin("backend-faults", CAP)
     world.backend.choose = faults_by_seed(3)
     load = world.load(values=VALUES, seed=3, resolve_seconds=HANG + 1.0)
@@ -109,7 +78,7 @@ async def test_slow_hung_and_reset_backends_then_reconcile(
     finally:
         sent = await load.stop()
         world.backend.choose = lambda _call: Fault.PASS
-    outside = await use_open_nonces(world, scenario, sent)
+    outside = await world.use_open_nonces(sent)
 
     witnesses = await scenario.witnesses(sent, outside)
     before = check_ledger(witnesses, CAP, settled=False)
@@ -126,7 +95,7 @@ async def test_slow_hung_and_reset_backends_then_reconcile(
         assert s.reason == "backend_unknown" and "connection failed" in s.error["message"]
     unknown = [s for s in sent if (row := witnesses.row(s.raw)) and row.status == "unknown"]
     assert len(unknown) == len(by_fault[Fault.HANG] + by_fault[Fault.RESET] + by_fault[Fault.DROP])
-    await counters_agree(world, witnesses, scenario.rule, redis_server_url)  # unknowns count
+    await world.counters_agree(witnesses, scenario.rule)  # unknowns count
 
     out = await world.reconcile()
     mined = {m.tx_hash for m in witnesses.mined}
@@ -137,7 +106,7 @@ async def test_slow_hung_and_reset_backends_then_reconcile(
 
     witnesses = await scenario.witnesses(sent, outside)
     after = check_ledger(witnesses, CAP, settled=True)
-    await counters_agree(world, witnesses, scenario.rule, redis_server_url)
+    await world.counters_agree(witnesses, scenario.rule)
     assert world.exited() == []
     counts = ", ".join(f"{fault} {len(calls)}" for fault, calls in by_fault.items())
     print(f"backend faults: {after.line()}; faults: {counts}; reconcile: {summary}")

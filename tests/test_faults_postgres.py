@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 
 from tests.support.devnet import Devnet
 from tests.support.fault_backend import FaultyBackend
-from tests.support.fault_checks import check_counters, check_ledger
+from tests.support.fault_checks import check_ledger
 from tests.support.fault_world import World, fault_world
 from tests.support.faults import PrivatePostgres, private_postgres
 from tests.support.servers import with_database
@@ -102,12 +102,6 @@ async def test_postgres_crashes_mid_load_and_walletgate_resumes_without_a_restar
     assert int(str(read["result"]), 16) > 0
     out = await world.reconcile("--pending-older-than", "1s")
     assert re.search(r"^0 to reconcile", out, re.M), out
-    client = aioredis.Redis.from_url(redis_server_url)
-    pool = await asyncpg.create_pool(world.fleet.database_url, min_size=1, max_size=2)
-    try:
-        await check_counters(witnesses, scenario.rule, client, pool)
-    finally:
-        await pool.close()
-        await client.aclose()
+    await world.counters_agree(witnesses, scenario.rule)
     assert world.exited() == []
     print(f"postgres crashed mid-load: {tally.line()}; {len(outage)} spends during the outage")

@@ -61,6 +61,8 @@ def _die_with_parent() -> None:
 
 def _start_node(directory: Path, *, cluster: bool) -> ValkeyNode:
     port, bus_port = free_port(), free_port()
+    while bus_port == port:  # the kernel may hand out the same free port twice
+        bus_port = free_port()
     work = directory / str(port)
     work.mkdir()
     command = [

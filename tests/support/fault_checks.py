@@ -12,8 +12,9 @@ audit log (PostgreSQL), the counters (Redis) and what each agent was told.
    call that walletgate refused as unavailable reached it;
 4. the counters agree: Redis holds what the live rows add up to, plus the reservations
    it still holds for spends that never got a row (refused on the way, or killed before
-   the row was written: over-counting is the safe side), and a counter rebuilt from
-   PostgreSQL alone holds exactly the live rows.
+   the row was written: over-counting is the safe side), and once the counter and its
+   reservation records are lost, the counter rebuilt from PostgreSQL holds exactly the
+   live rows (and the records of those still in flight, for reconcile to settle).
 
 :class:`Tally` is what docs/reliability.md reports.
 """
@@ -73,7 +74,8 @@ class Row:
 class Tally:
     """What one scenario did, for the report."""
 
-    requests: int = 0
+    requests: int = 0  # that reached a gateway
+    not_connected: int = 0  # the gateway was down: the request never left the agent
     succeeded: int = 0
     refused_unavailable: int = 0
     refused_cap: int = 0
@@ -248,7 +250,8 @@ def check_ledger(witnesses: Witnesses, cap: int, *, settled: bool) -> Tally:
                 f"wallet {wallet} went {over} wei over its cap of {cap}: the chain moved "
                 f"{moved}, its live audit rows count {counted}"
             )
-    tally.requests = len(witnesses.sent)
+    tally.not_connected = sum(not s.reached_gateway for s in witnesses.sent)
+    tally.requests = len(witnesses.sent) - tally.not_connected
     tally.succeeded = sum(s.succeeded for s in witnesses.sent)
     tally.refused_unavailable = sum(s.unavailable for s in witnesses.sent)
     tally.refused_cap = sum(s.reason == "cumulative_cap_exceeded" for s in witnesses.sent)
@@ -295,7 +298,8 @@ async def check_counters(
         key = counter_of(claim).key
         live_total = sum(sent.value for sent in live.values() if sent.wallet == wallet)
         orphans = 0
-        async for record in redis.scan_iter(match=record_key(group_of(claim), "*")):
+        records = [r async for r in redis.scan_iter(match=record_key(group_of(claim), "*"))]
+        for record in records:
             reservation = _text(record).rpartition(":res:")[2]
             entry = await redis.hget(record, key)
             if entry is not None and reservation not in live:
@@ -306,7 +310,8 @@ async def check_counters(
                 f"{wallet}: Redis counts {held}, the live rows {live_total} and "
                 f"reservations without a live row {orphans}"
             )
-        await redis.delete(key)
+        # Lose the counter and its reservation records, as a Redis restart would.
+        await redis.delete(key, *records)
         rebuilt = await counted(counters, claim)
         if rebuilt != live_total:
             problems.append(f"{wallet}: rebuilt from PostgreSQL {rebuilt}, live rows {live_total}")

@@ -16,6 +16,7 @@ the world in between (stops servers, kills processes) and reads what happened fr
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import secrets
 import time
@@ -34,6 +35,8 @@ from walletgate.config.amounts import from_base_units
 #: Gas for a plain transfer, and what each agent's wallet is funded with.
 TRANSFER_GAS = 21_000
 FUNDING_WEI = 10**18
+#: ``Sent.failure`` when the gateway could not be connected to (it is down).
+NOT_CONNECTED = "not connected"
 
 
 @dataclass(frozen=True)
@@ -137,9 +140,11 @@ class Sent:
     @property
     def outcome_unknown(self) -> bool:
         """The agent cannot tell whether it went out: the answer was lost on the way."""
-        return self.reason == "backend_unknown" or (
-            self.reply is None and self.failure != "not connected"
-        )
+        return self.reason == "backend_unknown" or (self.reply is None and self.reached_gateway)
+
+    @property
+    def reached_gateway(self) -> bool:
+        return self.failure != NOT_CONNECTED
 
 
 def sign_transfer(
@@ -231,6 +236,10 @@ class Load:
         """True when every agent has stopped on its own (budget spent, or limit)."""
         return all(task.done() for task in self._tasks)
 
+    def finished_agents(self) -> set[str]:
+        """The agents that have stopped on their own."""
+        return {s.agent for s, task in zip(self.spenders, self._tasks, strict=True) if task.done()}
+
     async def until(self, what: str, condition: Callable[[], bool], within: float = 60.0) -> None:
         """Wait until ``condition()`` holds (fails the test after ``within`` seconds, or
         when every agent stopped without it)."""
@@ -276,12 +285,16 @@ class Load:
             async with self._session.post(
                 self.urls[gateway % len(self.urls)], json=body, headers=headers
             ) as response:
-                reply = await response.json(content_type=None)
-                return response.status, reply if isinstance(reply, dict) else None, None
+                text = await response.text()
         except aiohttp.ClientConnectorError:
-            return None, None, "not connected"  # the request never left the agent
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            return None, None, NOT_CONNECTED  # the request never left the agent
+        except (aiohttp.ClientError, TimeoutError) as exc:
             return None, None, type(exc).__name__
+        try:
+            reply = json.loads(text)
+        except ValueError:
+            return response.status, None, f"HTTP {response.status}, not JSON: {text[:80]!r}"
+        return response.status, reply if isinstance(reply, dict) else None, None
 
     async def _agent(self, index: int, spender: Spender) -> None:
         chooser = random.Random(self.seed * 1000 + index)
@@ -323,7 +336,7 @@ class Load:
                 continue
             if sent.outcome_unknown:
                 await self._resolve(sent)
-            elif failure == "not connected" or sent.reason is not None:
+            elif not sent.reached_gateway or sent.reason is not None:
                 # Refused by walletgate, or the gateway is down: the nonce is unused.
                 await asyncio.sleep(REFUSAL_PAUSE)
                 continue

@@ -11,6 +11,7 @@ from which the witnesses of :mod:`tests.support.fault_checks` are read afterward
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -22,10 +23,21 @@ import asyncpg
 
 from tests.support.devnet import Devnet
 from tests.support.fault_backend import FaultyBackend
-from tests.support.fault_checks import Witnesses
-from tests.support.fault_load import Load, Sent, Spender, document, fund, new_spenders
+from tests.support.fault_checks import Witnesses, check_counters
+from tests.support.fault_load import (
+    Load,
+    Sent,
+    Spender,
+    document,
+    fund,
+    new_spenders,
+    sign_transfer,
+    tx_hash_of,
+)
 from tests.support.fleet import Fleet, running_fleet
 from tests.support.gateway import start_gateway, stop_process, wait_healthy
+from walletgate.config.settings import Settings
+from walletgate.storage.runtime import connect_redis
 from walletgate.storage.tokens import issue_token
 
 
@@ -131,6 +143,34 @@ class World:
                 raise AssertionError(f"{len(pending)} forwarded spends never got their outcome")
             await asyncio.sleep(0.1)
 
+    async def use_open_nonces(self, sent: Iterable[Sent]) -> list[str]:
+        """A lost transaction whose nonce is still open could yet be broadcast by anyone
+        holding it, so reconcile rightly keeps it. Each agent moves on: it spends that
+        nonce on a 1-wei transfer of its own, straight to the chain. Their hashes."""
+        lost = [s for s in sent if s.outcome_unknown]
+        hashes = []
+        max_fee = 2 * int(await self.devnet.rpc("eth_gasPrice"), 16) + 1
+        for spender in self.spenders:
+            count = await self.devnet.rpc("eth_getTransactionCount", [spender.address, "pending"])
+            nonce = int(count, 16)
+            if any(s.agent == spender.agent and s.nonce >= nonce for s in lost):
+                recipient = "0x" + secrets.token_hex(20)
+                raw = sign_transfer(spender, self.devnet.chain_id, nonce, recipient, 1, max_fee)
+                await self.devnet.rpc("eth_sendRawTransaction", [raw])
+                hashes.append(tx_hash_of(raw))
+        return hashes
+
+    async def counters_agree(self, witnesses: Witnesses, rule: str) -> None:
+        """:func:`check_counters` on the fleet's Redis and database (see there)."""
+        # walletgate's own client factory: the URL may name a Redis Cluster.
+        client = connect_redis(self.fleet.env["WALLETGATE_REDIS_URL"], Settings(redis_timeout=5))
+        pool = await asyncpg.create_pool(self.fleet.database_url, min_size=1, max_size=2)
+        try:
+            await check_counters(witnesses, rule, client, pool)
+        finally:
+            await pool.close()
+            await client.aclose()
+
     def exited(self) -> list[int]:
         """Gateways that are no longer running."""
         return [i for i, p in enumerate(self.fleet.processes) if p.poll() is not None]
@@ -154,13 +194,14 @@ async def fault_world(
     redis_url: str,
     devnet: Devnet,
     backend: FaultyBackend,
-    agents: int = 8,
+    agents: int | list[Spender] = 8,
     gateways: int = 2,
     env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[World]:
     """Gateways on a fresh database and ``redis_url`` (flushed by the caller), in front
-    of ``backend``, with ``agents`` funded agents (see the module docstring)."""
-    spenders = new_spenders(agents)
+    of ``backend``, with ``agents`` funded agents, new or given (see the module
+    docstring)."""
+    spenders = new_spenders(agents) if isinstance(agents, int) else agents
     await fund(devnet, spenders)
     async with running_fleet(
         postgres_server_url=postgres_server_url,

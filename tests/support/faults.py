@@ -146,6 +146,17 @@ def private_valkey() -> Iterator[PrivateValkey]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def restart(process: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+    """Run a stopped server's command line again: same port, same files (a Redis
+    Cluster node finds its cluster again in its configuration file)."""
+    return subprocess.Popen(
+        process.args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent(signal.SIGKILL),
+    )
+
+
 class PrivatePostgres:
     """One PostgreSQL cluster on a fixed loopback port, to stop (or crash) and restart."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from redis.exceptions import RedisError
+from walletgate.storage.redis_client import REDIS_ERRORS
 
 
 class CacheUnavailable(RuntimeError):
@@ -24,5 +24,8 @@ def redis_errors(what: str) -> Iterator[None]:
     """
     try:
         yield
-    except (RedisError, OSError, TimeoutError) as exc:
+    except REDIS_ERRORS as exc:
+        # Not only RedisError: a Redis Cluster client also fails with its own routing
+        # errors and, in a connection race, AttributeError (see REDIS_ERRORS), and such
+        # a failure must refuse the request as unavailable, not crash it (HTTP 500).
         raise CacheUnavailable(f"Redis is unavailable while {what}: {exc}") from exc

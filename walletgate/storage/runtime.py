@@ -18,7 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import redis.asyncio as aioredis
 import redis.exceptions
-from redis.asyncio.cluster import RedisCluster
+from redis._parsers import AsyncCommandsParser
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -111,6 +112,23 @@ async def database_connection(settings: Settings) -> AsyncIterator[asyncpg.Conne
             await conn.close()
 
 
+class _CommandTableOnce(AsyncCommandsParser):
+    """Reads the cluster's command table once, not at every slot-map refresh.
+
+    redis-py (8.1) reads it again from the client's "default" master whenever it
+    refreshes the slot map (after any connection error), and a failure there fails the
+    refresh and closes every connection: with that one master down, commands for the
+    slots of the healthy masters failed too, and wallets whose counters live there
+    were refused as unavailable. The table does not change while a client runs.
+    """
+
+    async def initialize(self, node: ClusterNode | None = None) -> None:
+        if node is not None:
+            self.node = node
+        if not self.commands:
+            await super().initialize()
+
+
 def connect_redis(url: str, settings: Settings) -> RedisClient:
     """A Redis client for ``url`` returning bytes, with the short timeouts of
     ``settings.redis_timeout``: a slow Redis must make a spend fail fast (and closed),
@@ -127,13 +145,15 @@ def connect_redis(url: str, settings: Settings) -> RedisClient:
     retry = Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
     if parts.scheme in CLUSTER_SCHEMES:
         node_url = urlunsplit(parts._replace(scheme=CLUSTER_SCHEMES[parts.scheme]))
-        return RedisCluster.from_url(
+        cluster: RedisCluster = RedisCluster.from_url(
             node_url,
             decode_responses=False,
             socket_timeout=settings.redis_timeout,
             socket_connect_timeout=settings.redis_timeout,
             retry=retry,
         )
+        cluster.commands_parser = _CommandTableOnce()
+        return cluster
     if parts.scheme not in REDIS_SCHEMES:
         schemes = [*REDIS_SCHEMES, *CLUSTER_SCHEMES]
         raise SettingsError(
