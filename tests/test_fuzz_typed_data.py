@@ -74,23 +74,11 @@ def templates(signer: str) -> list[dict[str, Any]]:
 
 type_names = st.sampled_from(
     [
-        "uint256",
-        "uint160",
-        "uint255",
-        "uint",
-        "int256",
-        "address",
-        "address[]",
-        "bool",
-        "string",
-        "bytes32",
-        "bytes",
-        "Permit",
-        "PermitDetails",
-        "PermitDetails[]",
-        "TokenPermissions[2]",
-        "EIP712Domain",
-        "uint256[]",
+        *("uint256", "uint160", "uint255", "uint", "int256", "address", "address[]", "bool"),
+        *("string", "bytes32", "bytes", "Permit", "PermitDetails", "PermitDetails[]"),
+        *("TokenPermissions[2]", "EIP712Domain", "uint256[]"),
+        # malformed type strings, which eth-abi's grammar refuses in its own ways
+        *("PermitDetails[[]", "uint256[", "address[0]", "bytes33", "uint7", "(uint256)", ""),
     ]
 )
 replacements = (
@@ -215,3 +203,15 @@ def test_hostile_typed_data_through_the_gateway(gw: RecordedGateway, document: A
     body = {"jsonrpc": "2.0", "id": 1, "method": "eth_signTypedData_v4", "params": []}
     body["params"] = [GATEWAY_ALICE, document]
     served_like_the_oracle(gw, json.dumps(body).encode())
+
+
+def test_a_malformed_type_string_is_refused() -> None:
+    """Found by atheris: eth-abi's type grammar raises ParseError, not a ValueError."""
+    document = permit2_batch([(TOKEN, 1)])
+    document["types"]["PermitBatch"][0]["type"] = "PermitDetails[[]"
+    try:
+        _decode(document)
+    except DecodeError as exc:
+        assert exc.where == "params[1]" and "does not encode" in exc.message
+    else:
+        raise AssertionError("a malformed type string was accepted")

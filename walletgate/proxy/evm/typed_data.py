@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi.exceptions import EncodingError
+from eth_abi.exceptions import EncodingError, ParseError, PredicateMappingError
 from eth_account.messages import encode_typed_data
 from eth_utils import ValidationError
 
@@ -131,6 +131,8 @@ _ENCODING_ERRORS = (
     AttributeError,
     OverflowError,
     EncodingError,
+    ParseError,  # eth-abi's type grammar: "PermitDetails[[]" (not a ValueError)
+    PredicateMappingError,  # eth-abi's registry, for type strings it has no coder for
     ValidationError,
     RecursionError,
 )
