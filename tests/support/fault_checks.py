@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -84,14 +84,10 @@ class Tally:
     mined: int = 0
     overspend_wei: int = 0
     lost_audit_rows: int = 0
-    crashes: int = 0  # HTTP 500s and gateways that exited on their own
-    notes: list[str] = field(default_factory=list)
+    crashes: int = 0  # 5xx answers other than 503 (the "unavailable" refusals)
 
     def line(self) -> str:
-        fields = dataclasses.asdict(self)
-        notes = fields.pop("notes")
-        text = ", ".join(f"{name} {value}" for name, value in fields.items())
-        return text + (f" ({'; '.join(notes)})" if notes else "")
+        return ", ".join(f"{name} {value}" for name, value in dataclasses.asdict(self).items())
 
 
 async def mined_since(devnet: Devnet, first_block: int, senders: Iterable[str]) -> list[Mined]:
@@ -188,22 +184,48 @@ def check_ledger(witnesses: Witnesses, cap: int, *, settled: bool) -> Tally:
     """Checks 1 to 3 of the module docstring; returns the tally, or fails the test
     naming every discrepancy. ``settled``: reconciliation ran, so every mined
     transaction's row must say ``committed``."""
-    problems: list[str] = []
-    tally = Tally()
+    tally = _count(witnesses)
+    problems = [
+        *_chain_matches_log(witnesses, tally, settled=settled),
+        *_within_caps(witnesses, tally, cap),
+        *_forwarded_were_logged(witnesses, tally),
+    ]
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        raise AssertionError(f"{len(problems)} discrepancies ({tally.line()}):\n  {shown}")
+    return tally
+
+
+def _count(witnesses: Witnesses) -> Tally:
+    sent = witnesses.sent
+    hashes = {s.tx_hash for s in sent}
+    not_connected = sum(not s.reached_gateway for s in sent)
+    return Tally(
+        requests=len(sent) - not_connected,
+        not_connected=not_connected,
+        succeeded=sum(s.succeeded for s in sent),
+        refused_unavailable=sum(s.unavailable for s in sent),
+        refused_cap=sum(s.reason == "cumulative_cap_exceeded" for s in sent),
+        unknown=sum(s.outcome_unknown for s in sent),
+        reached_backend=len(witnesses.received),
+        mined=sum(m.tx_hash in hashes for m in witnesses.mined),
+    )
+
+
+def _chain_matches_log(witnesses: Witnesses, tally: Tally, *, settled: bool) -> list[str]:
+    """Check 1, and what the agents were told agrees with the chain."""
+    problems = [
+        f"{len(rows)} audit rows for one transaction: {[r.id for r in rows]}"
+        for rows in witnesses.rows.values()
+        if len(rows) > 1
+    ]
     sent_by_hash = {s.tx_hash: s for s in witnesses.sent}
-    mined_hashes = {m.tx_hash for m in witnesses.mined}
-    for rows in witnesses.rows.values():
-        if len(rows) > 1:
-            problems.append(f"{len(rows)} audit rows for one transaction: {[r.id for r in rows]}")
-    mined_by_wallet: dict[str, int] = {}
     for mined in witnesses.mined:
         sent = sent_by_hash.get(mined.tx_hash)
         if sent is None:
             if mined.tx_hash not in witnesses.outside:
                 problems.append(f"mined {mined.tx_hash}, which no agent sent")
             continue
-        tally.mined += 1
-        mined_by_wallet[mined.sender] = mined_by_wallet.get(mined.sender, 0) + mined.value
         row = witnesses.row(sent.raw)
         if row is None:
             tally.lost_audit_rows += 1
@@ -214,12 +236,10 @@ def check_ledger(witnesses: Witnesses, cap: int, *, settled: bool) -> Tally:
             problems.append(f"mined {mined.tx_hash}, still {row.status} after reconcile")
         if not mined.succeeded:
             problems.append(f"mined {mined.tx_hash} failed on chain")
-    live_by_wallet: dict[str, int] = {}
+    mined_hashes = {m.tx_hash for m in witnesses.mined}
     for sent in witnesses.sent:
         row = witnesses.row(sent.raw)
         is_mined = sent.tx_hash in mined_hashes
-        if row is not None and row.status in LIVE_STATUSES:
-            live_by_wallet[sent.wallet] = live_by_wallet.get(sent.wallet, 0) + sent.value
         if row is not None and row.status == "committed" and not is_mined:
             problems.append(f"row {row.id} says committed, but {sent.tx_hash} is not mined")
         if row is not None and row.status not in LIVE_STATUSES and is_mined:
@@ -228,8 +248,37 @@ def check_ledger(witnesses: Witnesses, cap: int, *, settled: bool) -> Tally:
             problems.append(f"the agent was told {sent.tx_hash} was sent; it is not mined")
         if sent.status is not None and sent.status >= 500 and sent.status != 503:
             tally.crashes += 1
-            problems.append(f"HTTP {sent.status} for {sent.tx_hash}: {sent.reply}")
-    reached = {r.raw for r in witnesses.received}
+            problems.append(f"HTTP {sent.status} for {sent.tx_hash}: {sent.failure}")
+    return problems
+
+
+def _within_caps(witnesses: Witnesses, tally: Tally, cap: int) -> list[str]:
+    """Check 2: per wallet, what the chain moved and what the live rows count."""
+    sent_by_hash = {s.tx_hash: s for s in witnesses.sent}
+    moved: dict[str, int] = {}
+    for mined in witnesses.mined:
+        if mined.tx_hash in sent_by_hash:
+            moved[mined.sender] = moved.get(mined.sender, 0) + mined.value
+    counted: dict[str, int] = {}
+    for sent in witnesses.sent:
+        row = witnesses.row(sent.raw)
+        if row is not None and row.status in LIVE_STATUSES:
+            counted[sent.wallet] = counted.get(sent.wallet, 0) + sent.value
+    problems = []
+    for wallet in set(moved) | set(counted):
+        over = max(moved.get(wallet, 0), counted.get(wallet, 0)) - cap
+        tally.overspend_wei = max(tally.overspend_wei, over)
+        if over > 0:
+            problems.append(
+                f"wallet {wallet} went {over} wei over its cap of {cap}: the chain moved "
+                f"{moved.get(wallet, 0)}, its live audit rows count {counted.get(wallet, 0)}"
+            )
+    return problems
+
+
+def _forwarded_were_logged(witnesses: Witnesses, tally: Tally) -> list[str]:
+    """Check 3."""
+    problems = []
     for received in witnesses.received:
         row = witnesses.row(received.raw or "")
         if row is None or row.decision != "allow":
@@ -238,29 +287,13 @@ def check_ledger(witnesses: Witnesses, cap: int, *, settled: bool) -> Tally:
                 f"{received.call.get('method')} reached the backend without an "
                 f"audit row of an allowed spend: {row}"
             )
-    for sent in witnesses.sent:
-        if sent.unavailable and sent.raw in reached:
-            problems.append(f"{sent.tx_hash} was refused as unavailable, yet reached the backend")
-    for wallet in set(mined_by_wallet) | set(live_by_wallet):
-        moved, counted = mined_by_wallet.get(wallet, 0), live_by_wallet.get(wallet, 0)
-        over = max(moved, counted) - cap
-        tally.overspend_wei = max(tally.overspend_wei, over, 0)
-        if over > 0:
-            problems.append(
-                f"wallet {wallet} went {over} wei over its cap of {cap}: the chain moved "
-                f"{moved}, its live audit rows count {counted}"
-            )
-    tally.not_connected = sum(not s.reached_gateway for s in witnesses.sent)
-    tally.requests = len(witnesses.sent) - tally.not_connected
-    tally.succeeded = sum(s.succeeded for s in witnesses.sent)
-    tally.refused_unavailable = sum(s.unavailable for s in witnesses.sent)
-    tally.refused_cap = sum(s.reason == "cumulative_cap_exceeded" for s in witnesses.sent)
-    tally.unknown = sum(s.outcome_unknown for s in witnesses.sent)
-    tally.reached_backend = len(witnesses.received)
-    if problems:
-        shown = "\n  ".join(problems[:20])
-        raise AssertionError(f"{len(problems)} discrepancies ({tally.line()}):\n  {shown}")
-    return tally
+    reached = {r.raw for r in witnesses.received}
+    problems += [
+        f"{s.tx_hash} was refused as unavailable, yet reached the backend"
+        for s in witnesses.sent
+        if s.unavailable and s.raw in reached
+    ]
+    return problems
 
 
 def wallet_claims(witnesses: Witnesses, rule: str) -> dict[str, CounterClaim]:

@@ -8,9 +8,9 @@ can be matched one to one, and ``walletgate reconcile`` can settle every outcome
 An agent behaves as a careful client does. It sends one transaction at a time (nonces
 must reach the chain in order), and when it cannot know whether a transaction went out
 (the answer was lost, or the gateway died mid-request) it looks at the chain before it
-reuses or moves past that nonce. The load runs until the test stops it; the test moves
-the world in between (stops servers, kills processes) and reads what happened from
-:attr:`Load.sent`.
+reuses or moves past that nonce. It spends until its cap refuses it, while the test
+changes the world under it (stops servers, kills processes) and then reads what
+happened from :attr:`Load.sent`.
 """
 
 from __future__ import annotations
@@ -312,19 +312,19 @@ class Load:
             started = time.monotonic()
             status, reply, failure = await self._post(gateway, token, raw)
             sent = Sent(
-                spender.agent,
-                spender.address,
-                recipient,
-                value,
-                nonce,
-                raw.lower(),
-                tx_hash_of(raw),
-                gateway % len(self.urls),
-                started,
-                time.monotonic(),
-                status,
-                reply,
-                failure,
+                agent=spender.agent,
+                wallet=spender.address,
+                recipient=recipient,
+                value=value,
+                nonce=nonce,
+                raw=raw.lower(),
+                tx_hash=tx_hash_of(raw),
+                gateway=gateway % len(self.urls),
+                started=started,
+                ended=time.monotonic(),
+                status=status,
+                reply=reply,
+                failure=failure,
             )
             self.sent.append(sent)
             if sent.succeeded:

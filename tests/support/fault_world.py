@@ -79,8 +79,16 @@ class World:
         first_block = await self.devnet.block_number() + 1
         return Scenario(self, rule, cap, first_block, len(self.backend.received))
 
-    def load(self, *, values: tuple[int, int], seed: int, **options: float) -> Load:
-        """Every agent spending ``values`` (wei, inclusive range) through every gateway."""
+    def load(
+        self,
+        *,
+        values: tuple[int, int],
+        seed: int,
+        resolve_seconds: float = 2.0,
+        per_agent: int = 100,
+    ) -> Load:
+        """Every agent spending ``values`` (wei, inclusive range) through every gateway
+        (see :class:`Load` for the rest)."""
         return Load(
             self.devnet,
             self.fleet.urls,
@@ -88,7 +96,8 @@ class World:
             self.spenders,
             values=values,
             seed=seed,
-            **options,  # type: ignore[arg-type]
+            resolve_seconds=resolve_seconds,
+            per_agent=per_agent,
         )
 
     async def add_gateway(self, port: int, env: Mapping[str, str] | None = None) -> int:
