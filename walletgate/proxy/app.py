@@ -11,6 +11,7 @@ Routes:
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -64,6 +65,8 @@ class AppState:
     pool: asyncpg.Pool
     throttle: AuthThrottle = field(default_factory=AuthThrottle)
 
+
+_log = logging.getLogger(__name__)
 
 STATE_KEY = web.AppKey("walletgate", AppState)
 MAX_BODY_KEY = web.AppKey("max_body_bytes", int)
@@ -147,6 +150,8 @@ async def _handle_rpc(request: web.Request, app_state: AppState) -> web.Response
         snapshot = await app_state.state.snapshot()
         info = await app_state.state.authenticate(token, at=snapshot)
     except (CacheUnavailable, RedisError, OSError, asyncpg.PostgresError) as exc:
+        # The operator needs the cause; the agent gets only its kind (no internals).
+        _log.warning("refusing a request: credentials/policies unavailable: %s", exc)
         # reads_fail_open: an agent this process already knows may still read, on the
         # state it last saw; its spends are refused (CallHandler reads_only).
         remembered = (
