@@ -240,7 +240,8 @@ def odd_transactions(draw: st.DrawFn, key: str | None = None) -> bytes:
         return split.join(_set(split.item, (position,), value))
     if kind == "list":  # a list where a string or an integer belongs
         position = draw(st.integers(0, len(split.item) - 1))
-        return split.join(_set(split.item, (position,), draw(st.lists(st.binary(max_size=4)))))
+        as_list: list[Item] = [*draw(st.lists(st.binary(max_size=4)))]
+        return split.join(_set(split.item, (position,), as_list))
     if kind == "remove":
         position = draw(st.integers(0, len(split.item) - 1))
         return split.join(split.item[:position] + split.item[position + 1 :])

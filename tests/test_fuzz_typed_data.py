@@ -111,7 +111,7 @@ amount_spellings = st.one_of(
 @st.composite
 def respelled_amounts(draw: st.DrawFn, signer: str) -> dict[str, Any]:
     """A permit with its amounts written in other spellings."""
-    document = copy.deepcopy(draw(st.sampled_from(templates(signer)[:-1])))
+    document: dict[str, Any] = copy.deepcopy(draw(st.sampled_from(templates(signer)[:-1])))
     for path in _amount_paths(document):
         _put(document, path, draw(amount_spellings))
     return document

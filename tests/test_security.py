@@ -16,6 +16,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Callable
+from itertools import chain
 from typing import Any
 
 import asyncpg
@@ -267,7 +268,8 @@ async def test_a_second_credential_does_not_widen_the_first(gw: RecordedGateway)
 
 async def _redis_text(url: str) -> bytes:
     """Every key and value in Redis, whatever its type, as one byte string."""
-    client = aioredis.Redis.from_url(url)
+    # Any: redis-py's return types are unions of every mode; this client returns bytes.
+    client: Any = aioredis.Redis.from_url(url)
     out: list[bytes] = []
     try:
         async for key in client.scan_iter(count=1000):
@@ -276,8 +278,7 @@ async def _redis_text(url: str) -> bytes:
             if kind == "string":
                 out.append(await client.get(key) or b"")
             elif kind == "hash":
-                for field, value in (await client.hgetall(key)).items():
-                    out.extend((field, value))
+                out.extend(chain.from_iterable((await client.hgetall(key)).items()))
             elif kind == "list":
                 out.extend(await client.lrange(key, 0, -1))
             elif kind == "set":
@@ -286,8 +287,7 @@ async def _redis_text(url: str) -> bytes:
                 out.extend(member for member, _ in await client.zrange(key, 0, -1, withscores=True))
             elif kind == "stream":
                 for _id, fields in await client.xrange(key):
-                    for field, value in fields.items():
-                        out.extend((field, value))
+                    out.extend(chain.from_iterable(fields.items()))
     finally:
         await client.aclose()
     return b"\n".join(out)
@@ -298,7 +298,7 @@ async def _database_text(url: str) -> str:
     conn = await asyncpg.connect(url)
     try:
         tables = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-        parts = []
+        parts: list[str] = []
         for table in tables:
             rows = await conn.fetch(f'SELECT t::text AS row FROM "{table["tablename"]}" t')
             parts.extend(row["row"] for row in rows)
@@ -561,11 +561,11 @@ async def test_backend_secrets_reach_the_backend_and_nothing_else(gw: RecordedGa
         assert secret not in everything
     keyed = [r for r in gw.backend.since(mark) if r.path.startswith("/keyed/")]
     assert keyed, "the keyed backend was used"
-    for request in keyed:
-        assert request.path == f"/keyed/{gw.secrets.path}"
-        assert request.query == f"apikey={gw.secrets.query}"
-        assert request.headers["X-Api-Key"] == gw.secrets.header
-    for request in gw.backend.requests:
-        assert "Authorization" not in request.headers, "an agent credential was forwarded"
-        seen = request.body.decode("latin-1") + request.path + request.query
+    for received in keyed:
+        assert received.path == f"/keyed/{gw.secrets.path}"
+        assert received.query == f"apikey={gw.secrets.query}"
+        assert received.headers["X-Api-Key"] == gw.secrets.header
+    for received in gw.backend.requests:
+        assert "Authorization" not in received.headers, "an agent credential was forwarded"
+        seen = received.body.decode("latin-1") + received.path + received.query
         assert not any(_leaks(seen, token) for token in gw.tokens.values())
