@@ -219,7 +219,7 @@ class CallHandler:
     # -- reads ---------------------------------------------------------------------------
 
     async def _read(self, call_id: Any, method: str, params: Any) -> Response:
-        payload = {"jsonrpc": "2.0", "id": call_id, "method": method, "params": params}
+        payload = call_json(call_id, method, params)
         chain_id = self._backend.backend.chain_id
         query = balance_query(params) if method == "eth_getBalance" else None
         if query is not None:
@@ -276,7 +276,7 @@ class CallHandler:
             tx_id=uuid.uuid4(),
             now=self._gw.clock(),
             method=method,
-            request_json={"jsonrpc": "2.0", "id": call_id, "method": method, "params": params},
+            request_json=call_json(call_id, method, params),
             started=time.perf_counter(),
         )
         try:
@@ -506,6 +506,15 @@ class CallHandler:
         self._gw.metrics.decisions.labels(
             decision=str(decision.outcome), reason=str(decision.reason)
         ).inc()
+
+
+def call_json(call_id: Any, method: str, params: Any) -> dict[str, Any]:
+    """The call as forwarded: exactly what was judged, with ``params`` left out when the
+    agent sent none (``"params": null`` is not valid JSON-RPC for every backend)."""
+    out: dict[str, Any] = {"jsonrpc": "2.0", "id": call_id, "method": method}
+    if params is not None:
+        out["params"] = params
+    return out
 
 
 def _with_id(body: Any, call_id: Any) -> Response:
