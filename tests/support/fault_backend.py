@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
-from tests.support.gateway import free_port
+from tests.support.fleet import UpstreamTestBackend
 
 
 class Fault(StrEnum):
@@ -70,21 +69,17 @@ def _reset(request: web.Request) -> None:
     transport.abort()
 
 
-class FaultyBackend:
+class FaultyBackend(UpstreamTestBackend):
     """A JSON-RPC backend on ``url`` in front of ``upstream`` (see the module docstring)."""
 
     def __init__(
         self, upstream: str, *, slow_seconds: float = 0.2, hang_seconds: float = 2.0
     ) -> None:
-        self.upstream = upstream
+        super().__init__(upstream)
         self.slow_seconds = slow_seconds
         self.hang_seconds = hang_seconds
         self.choose: Callable[[dict[str, Any]], Fault] = _always_pass
         self.received: list[Received] = []
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -138,19 +133,3 @@ class FaultyBackend:
         """Wait until every call that arrived has been passed on (or dropped): hung
         calls reach the chain after their gateway gave up on them."""
         await self._idle.wait()
-
-    async def __aenter__(self) -> FaultyBackend:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
-        app = web.Application()
-        app.router.add_post("/", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self._session is not None:
-            await self._session.close()

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import asyncpg
@@ -134,7 +134,39 @@ async def running_fleet(
             await admin.close()
 
 
-class StallingBackend:
+class UpstreamTestBackend:
+    """A JSON-RPC backend on a free loopback port, in this event loop, that subclasses
+    put in front of ``upstream`` (the devnet): they decide in ``_handle`` what to pass
+    on, delay, refuse or cut."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+        app = web.Application()
+        app.router.add_post("/", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._session is not None:
+            await self._session.close()
+
+
+class StallingBackend(UpstreamTestBackend):
     """A JSON-RPC backend in front of ``upstream`` (the devnet), in this event loop.
 
     For spending calls (``eth_send*``) the test sets what happens: ``delay`` seconds of
@@ -147,13 +179,9 @@ class StallingBackend:
     """
 
     def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
+        super().__init__(upstream)
         self.delay = 0.0
         self.mode = "forward"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -177,18 +205,3 @@ class StallingBackend:
             assert request.transport is not None
             request.transport.abort()
         return web.Response(body=answer, content_type="application/json")
-
-    async def __aenter__(self) -> StallingBackend:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
-        app = web.Application()
-        app.router.add_post("/", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
