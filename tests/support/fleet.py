@@ -31,7 +31,7 @@ from tests.support.gateway import (
     wait_healthy,
     walletgate_cli,
 )
-from tests.support.servers import with_database
+from tests.support.servers import scratch_database
 
 
 @dataclass
@@ -97,13 +97,26 @@ async def running_fleet(
     extra_env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Fleet]:
     """``count`` gateways on a fresh database and ``redis_url`` (flushed by the caller)."""
-    name = f"wg_fleet_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(postgres_server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
-    finally:
-        await admin.close()
-    database_url = with_database(postgres_server_url, name)
+    async with (
+        scratch_database(postgres_server_url, "wg_fleet", migrated_template) as database_url,
+        _gateways(
+            database_url, redis_url, backend_url, chain_id, document, agent, count, extra_env
+        ) as fleet,
+    ):
+        yield fleet
+
+
+@asynccontextmanager
+async def _gateways(
+    database_url: str,
+    redis_url: str,
+    backend_url: str,
+    chain_id: int,
+    document: str,
+    agent: str,
+    count: int,
+    extra_env: Mapping[str, str] | None,
+) -> AsyncIterator[Fleet]:
     env = {
         "WALLETGATE_DATABASE_URL": database_url,
         "WALLETGATE_REDIS_URL": redis_url,
@@ -126,12 +139,6 @@ async def running_fleet(
     finally:
         for process in processes:
             stop_process(process)
-        # A new connection: a fault test may have restarted the server meanwhile.
-        admin = await asyncpg.connect(postgres_server_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 class UpstreamTestBackend:

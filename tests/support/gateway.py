@@ -27,7 +27,7 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 
 from tests.support.devnet import Devnet
-from tests.support.servers import with_database
+from tests.support.servers import scratch_database
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_POLICIES = ROOT / "examples" / "policies.yaml"
@@ -167,10 +167,17 @@ async def running_gateway(
 ) -> AsyncIterator[GatewayProcess]:
     """walletgate serving ``policies`` in front of the devnet, in a subprocess, on a
     private database cloned from the migrated template and a flushed Redis."""
-    name = f"wg_e2e_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(postgres_server_url)
-    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
-    database_url = with_database(postgres_server_url, name)
+    async with (
+        scratch_database(postgres_server_url, "wg_e2e", migrated_template) as database_url,
+        _serving(database_url, redis_server_url, devnet, policies) as process,
+    ):
+        yield process
+
+
+@contextlib.asynccontextmanager
+async def _serving(
+    database_url: str, redis_server_url: str, devnet: Devnet, policies: Path
+) -> AsyncIterator[GatewayProcess]:
     client = aioredis.Redis.from_url(redis_server_url)
     await client.flushdb()
     await client.aclose()
@@ -191,8 +198,6 @@ async def running_gateway(
         yield GatewayProcess(url, env, tokens, database_url, redis_server_url, process)
     finally:
         stop_process(process)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @pytest_asyncio.fixture(scope="module")

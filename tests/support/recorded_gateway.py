@@ -48,7 +48,7 @@ from tests.support.gateway import (
     walletgate_cli,
 )
 from tests.support.recording_backend import RecordingBackend, recording_backend
-from tests.support.servers import with_database
+from tests.support.servers import scratch_database
 from walletgate.config.documents import compile_document, parse_document
 from walletgate.policies.model import PolicySet
 
@@ -386,10 +386,22 @@ async def recorded_gateway(
     """Start a gateway (``walletgate serve`` with ``serve_args``) on a private database
     (cloned from the migrated template), the session's Redis (flushed) and recording
     backends; stop everything afterwards."""
-    name = f"wg_recorded_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(postgres_server_url)
-    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
-    database_url = with_database(postgres_server_url, name)
+    async with (
+        scratch_database(postgres_server_url, "wg_recorded", migrated_template) as url,
+        _recorded(url, redis_server_url, devnet, directory, extra_env, serve_args) as gw,
+    ):
+        yield gw
+
+
+@asynccontextmanager
+async def _recorded(
+    database_url: str,
+    redis_server_url: str,
+    devnet: Devnet,
+    directory: Path,
+    extra_env: Mapping[str, str] | None,
+    serve_args: Sequence[str],
+) -> AsyncIterator[RecordedGateway]:
     client = aioredis.Redis.from_url(redis_server_url)
     await client.flushdb()
     await client.aclose()
@@ -398,42 +410,38 @@ async def recorded_gateway(
     policy_file.write_text(policy_text, encoding="utf-8")
     log_path = directory / "gateway.log"
     keys = Secrets()
-    try:
-        with _recorders(devnet) as (backend, elsewhere), log_path.open("wb") as log:
-            env = {
-                "WALLETGATE_DATABASE_URL": database_url,
-                "WALLETGATE_REDIS_URL": redis_server_url,
-                "WALLETGATE_BACKEND_URL": f"{backend.url}/default",
-                "WALLETGATE_CHAIN_ID": str(devnet.chain_id),
-                "WALLETGATE_CONFIG": str(_config_file(directory, backend, keys)),
-                "WALLETGATE_ACTOR": "security-tests",
-                **(extra_env or {}),
-            }
-            walletgate_cli(["policies", "apply", str(policy_file)], env)
-            tokens = {agent: issue_token(agent, env) for agent in ("alice", "bob")}
-            port = free_port()
-            process = start_gateway(env, port, log=log, args=serve_args)
-            try:
-                await wait_healthy(f"http://127.0.0.1:{port}/", process)
-                yield RecordedGateway(
-                    host="127.0.0.1",
-                    port=port,
-                    env=env,
-                    tokens=tokens,
-                    database_url=database_url,
-                    redis_url=redis_server_url,
-                    backend=backend,
-                    elsewhere=elsewhere,
-                    secrets=keys,
-                    log_path=log_path,
-                    policies=compile_document(parse_document(policy_text), 1),
-                    devnet=devnet,
-                )
-            finally:
-                await asyncio.to_thread(stop_process, process)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    with _recorders(devnet) as (backend, elsewhere), log_path.open("wb") as log:
+        env = {
+            "WALLETGATE_DATABASE_URL": database_url,
+            "WALLETGATE_REDIS_URL": redis_server_url,
+            "WALLETGATE_BACKEND_URL": f"{backend.url}/default",
+            "WALLETGATE_CHAIN_ID": str(devnet.chain_id),
+            "WALLETGATE_CONFIG": str(_config_file(directory, backend, keys)),
+            "WALLETGATE_ACTOR": "security-tests",
+            **(extra_env or {}),
+        }
+        walletgate_cli(["policies", "apply", str(policy_file)], env)
+        tokens = {agent: issue_token(agent, env) for agent in ("alice", "bob")}
+        port = free_port()
+        process = start_gateway(env, port, log=log, args=serve_args)
+        try:
+            await wait_healthy(f"http://127.0.0.1:{port}/", process)
+            yield RecordedGateway(
+                host="127.0.0.1",
+                port=port,
+                env=env,
+                tokens=tokens,
+                database_url=database_url,
+                redis_url=redis_server_url,
+                backend=backend,
+                elsewhere=elsewhere,
+                secrets=keys,
+                log_path=log_path,
+                policies=compile_document(parse_document(policy_text), 1),
+                devnet=devnet,
+            )
+        finally:
+            await asyncio.to_thread(stop_process, process)
 
 
 def recorded_gateway_fixture(

@@ -115,13 +115,20 @@ async def scratch_database(
     """URL of a database named ``prefix`` and a random suffix, created (as a copy of
     ``template`` if given) for the block and dropped after it."""
     name = f"{prefix}_{secrets.token_hex(8)}"
+    copy = f' TEMPLATE "{template}"' if template else ""
+    await _admin(postgres_server_url, f'CREATE DATABASE "{name}"{copy}')
+    try:
+        yield with_database(postgres_server_url, name)
+    finally:
+        # A new connection: a fault test may have restarted the server meanwhile.
+        # FORCE: a test that forgot to close a connection must not leak its database.
+        await _admin(postgres_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _admin(postgres_server_url: str, statement: str) -> None:
     admin = await asyncpg.connect(postgres_server_url)
     try:
-        copy = f' TEMPLATE "{template}"' if template else ""
-        await admin.execute(f'CREATE DATABASE "{name}"{copy}')
-        yield with_database(postgres_server_url, name)
-        # FORCE: a test that forgot to close a connection must not leak its database.
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(statement)
     finally:
         await admin.close()
 
