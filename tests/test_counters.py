@@ -29,11 +29,13 @@ from tests.support.gateway import free_port
 from walletgate.config.settings import Settings
 from walletgate.policies.decision import CounterClaim
 from walletgate.storage.audit import AuditRecord, AuditWriter
+from walletgate.storage.cache_keys import STATE_VERSION_KEY
 from walletgate.storage.counters import (
     CounterRefusal,
     Counters,
     CountersUnavailable,
     Reservation,
+    StaleState,
     claims_to_json,
     counter_of,
     record_key,
@@ -245,6 +247,65 @@ async def test_scripts_are_reloaded_after_redis_forgets_them(rig: Rig) -> None:
     await rig.redis.script_flush()  # as after a restart: EVALSHA answers NOSCRIPT
     assert isinstance(await spend(rig, counters, [cap(10, 6)]), Reservation)
     assert isinstance(await spend(rig, counters, [cap(10, 1)]), CounterRefusal)
+
+
+# -- admission: version proof, request counts and the spend in one step ----------------------
+
+
+def _rate(limit: int, *, scope: str = "agent:bot") -> CounterClaim:
+    return cap(limit, 1, scope=scope, rule="rpm", unit="requests", window=60)
+
+
+async def test_admit_counts_the_request_for_good_and_reserves_the_spend(rig: Rig) -> None:
+    counters = rig.counters()
+    admitted = await counters.admit("a1", requests=[_rate(5)], spend=[cap(10, 4)], now=NOW)
+    assert isinstance(admitted, Reservation) and admitted.groups
+    await counters.refund(admitted)  # the spend is taken back, the request stays counted
+    assert await room(counters, 10) == 10
+    assert await room(counters, 5, scope="agent:bot", rule="rpm", unit="requests", window=60) == 4
+
+
+async def test_admit_over_a_request_rate_counts_nothing(rig: Rig) -> None:
+    counters = rig.counters()
+    for i in range(2):
+        assert isinstance(await counters.admit(f"q{i}", requests=[_rate(2)], now=NOW), Reservation)
+    refused = await counters.admit("q2", requests=[_rate(2)], spend=[cap(10, 4)], now=NOW)
+    assert isinstance(refused, CounterRefusal) and refused.claim.unit == "requests"
+    assert refused.already == 2
+    assert await room(counters, 10) == 10  # the spend was not reserved
+
+
+async def test_admit_over_a_cap_still_counts_the_request(rig: Rig) -> None:
+    counters = rig.counters()
+    refused = await counters.admit("a1", requests=[_rate(5)], spend=[cap(3, 4)], now=NOW)
+    assert isinstance(refused, CounterRefusal) and refused.claim.rule == "cap"
+    assert await room(counters, 3) == 3
+    assert await room(counters, 5, scope="agent:bot", rule="rpm", unit="requests", window=60) == 4
+
+
+async def test_admit_on_a_state_version_that_moved_on_counts_nothing(rig: Rig) -> None:
+    counters = rig.counters()
+    await rig.redis.set(STATE_VERSION_KEY, 7)
+    for seen in (7, 8):  # the version in memory may be ahead of Redis's, never behind
+        current = await counters.admit(
+            f"v{seen}", requests=[_rate(5)], spend=[cap(10, 1)], now=NOW, version=seen
+        )
+        assert isinstance(current, Reservation)
+        await counters.refund(current)
+    stale = await counters.admit("v6", requests=[_rate(5)], spend=[cap(10, 1)], now=NOW, version=6)
+    assert isinstance(stale, StaleState)
+    await rig.redis.delete(STATE_VERSION_KEY)  # expired or flushed: not proven either
+    gone = await counters.admit("v0", requests=[_rate(5)], spend=[cap(10, 1)], now=NOW, version=8)
+    assert isinstance(gone, StaleState)
+    assert await room(counters, 10) == 10
+    assert await room(counters, 5, scope="agent:bot", rule="rpm", unit="requests", window=60) == 3
+
+
+async def test_admit_with_only_a_version_to_prove(rig: Rig) -> None:
+    counters = rig.counters()
+    await rig.redis.set(STATE_VERSION_KEY, 3)
+    assert await counters.admit("p", now=NOW, version=3) == Reservation("p", ())
+    assert isinstance(await counters.admit("p", now=NOW, version=2), StaleState)
 
 
 # -- precision -------------------------------------------------------------------------------

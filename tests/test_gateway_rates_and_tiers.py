@@ -29,8 +29,9 @@ async def tiered_gateway(
     devnet: Devnet,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[GatewayProcess]:
-    """The example policies plus: the payroll reserve wallet may take 2 requests an hour,
-    and any trader spend above 0.5 ETH waits for the owner's approval."""
+    """The example policies plus: the payroll reserve wallet may take 2 requests an hour
+    and the payroll agent 10, and any trader spend above 0.5 ETH waits for the owner's
+    approval."""
     doc = yaml.safe_load(EXAMPLE_POLICIES.read_text())
     doc["policies"].append(
         {
@@ -46,6 +47,22 @@ async def tiered_gateway(
                     "scope": "wallet",
                 },
                 {"id": "reserve-eth", "type": "per_tx_cap", "asset": "eth", "max": "1"},
+            ],
+        }
+    )
+    doc["policies"].append(
+        {
+            "id": "payroll-requests",
+            "agent": "payroll",
+            "rules": [
+                {
+                    "id": "ten-requests-an-hour",
+                    "type": "rate_limit",
+                    "counts": "requests",
+                    "max": 10,
+                    "per": "1h",
+                    "scope": "agent",
+                }
             ],
         }
     )
@@ -109,3 +126,22 @@ async def test_tier_holds_a_big_spend_for_approval(
         [{"from": address(TRADER_KEY), "to": COUNTERPARTY, "value": hex(ETH // 10)}],
     )
     assert "result" in small, small
+
+
+async def test_a_batch_of_reads_over_the_request_rate_is_refused_whole(
+    tiered_gateway: GatewayProcess,
+) -> None:
+    # The payroll agent may make 10 requests an hour; the other test of this module
+    # uses 3 of them. A run of reads is counted as one unit: 11 cannot all fit, so none
+    # is forwarded or counted, and the ones that would have fitted still fit after.
+    token = tiered_gateway.tokens["payroll"]
+    reads = [{"jsonrpc": "2.0", "id": i, "method": "eth_chainId", "params": []} for i in range(11)]
+    _status, first = await tiered_gateway.post(reads[:4], token=token)
+    assert [r["result"] for r in first] == ["0x539"] * 4
+    status, refused = await tiered_gateway.post(reads, token=token)
+    assert status == 200
+    assert [r["id"] for r in refused] == list(range(11))
+    assert {r["error"]["data"]["reason"] for r in refused} == {"rate_limited"}
+    assert {r["error"]["data"]["rule"] for r in refused} == {"ten-requests-an-hour"}
+    _status, after = await tiered_gateway.post(reads[:3], token=token)
+    assert [r["result"] for r in after] == ["0x539"] * 3

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,12 +22,15 @@ import asyncpg
 from aiohttp import HttpVersion11, web
 from redis.exceptions import RedisError
 
+from walletgate.intents import MethodClass
 from walletgate.proxy import errors
 from walletgate.proxy.backend import BackendClient
-from walletgate.proxy.jsonrpc import dumps, parse_body
-from walletgate.proxy.pipeline import Caller, CallHandler, Gateway
-from walletgate.storage.cache import StateCache
+from walletgate.proxy.evm.methods import classify
+from walletgate.proxy.jsonrpc import Item, dumps, parse_body
+from walletgate.proxy.pipeline import Caller, CallHandler, Gateway, StateMoved
+from walletgate.storage.cache import Snapshot, StateCache
 from walletgate.storage.redis_guard import CacheUnavailable
+from walletgate.storage.tokens import TokenInfo
 
 #: A client that presents this many bad tokens within the window is refused for a while,
 #: so tokens cannot be guessed at speed.
@@ -145,37 +149,19 @@ async def _handle_rpc(request: web.Request, app_state: AppState) -> web.Response
             ),
             status=401,
         )
-    reads_only = False
-    try:
-        snapshot = await app_state.state.snapshot()
-        info = await app_state.state.authenticate(token, at=snapshot)
-    except (CacheUnavailable, RedisError, OSError, asyncpg.PostgresError) as exc:
-        # The operator needs the cause; the agent gets only its kind (no internals).
-        _log.warning("refusing a request: credentials/policies unavailable: %s", exc)
-        # reads_fail_open: an agent this process already knows may still read, on the
-        # state it last saw; its spends are refused (CallHandler reads_only).
-        remembered = (
-            app_state.state.remembered(token) if app_state.gateway.reads_fail_open else None
-        )
-        if remembered is None:
-            return _json(
-                errors.error_object(
-                    None,
-                    errors.RESOURCE_UNAVAILABLE,
-                    "walletgate cannot check credentials or policies right now; "
-                    "nothing was forwarded",
-                    {"decision": "deny", "reason": "unavailable", "detail": type(exc).__name__},
-                ),
-                status=503,
-            )
-        (snapshot, info), reads_only = remembered, True
+    info: TokenInfo | None
+    held = app_state.state.held(token)
+    if held is not None:
+        # Known from memory: the version is proven in the request's first Redis trip.
+        (snapshot, info), reads_only, unproven = held, False, held[0].version
+    else:
+        authenticated = await _authenticate(app_state, token)
+        if isinstance(authenticated, web.Response):
+            return authenticated
+        snapshot, info, reads_only = authenticated
+        unproven = None
     if info is None:
-        app_state.throttle.failed(client, now)
-        metrics.auth_failures.labels(kind="invalid").inc()
-        return _json(
-            errors.error_object(None, errors.UNAUTHORIZED, "unknown or revoked agent token"),
-            status=401,
-        )
+        return _unauthorized(app_state, client, now)
     read_timeout = request.app[READ_TIMEOUT_KEY]
     try:
         # aiohttp has no body timeout of its own: without one, an authenticated client
@@ -202,11 +188,74 @@ async def _handle_rpc(request: web.Request, app_state: AppState) -> web.Response
         )
         response.force_close()
         return response
-    caller = Caller(agent_id=info.agent_id, owner_id=info.owner_id, token_id=str(info.token_id))
     handler = CallHandler(
-        app_state.gateway, backend, caller, snapshot.policies, reads_only=reads_only
+        app_state.gateway,
+        backend,
+        _caller(info),
+        snapshot.policies,
+        reads_only=reads_only,
+        unproven_version=unproven,
+    )
+    try:
+        return await _answer(body, handler)
+    except StateMoved:
+        pass
+    # A policy, token or freeze changed since this process last looked: nothing was
+    # counted or forwarded yet. Authenticate and decide again on the new state.
+    authenticated = await _authenticate(app_state, token)
+    if isinstance(authenticated, web.Response):
+        return authenticated
+    snapshot, fresh_info, reads_only = authenticated
+    if fresh_info is None:
+        return _unauthorized(app_state, client, now)
+    handler = CallHandler(
+        app_state.gateway, backend, _caller(fresh_info), snapshot.policies, reads_only=reads_only
     )
     return await _answer(body, handler)
+
+
+def _caller(info: TokenInfo) -> Caller:
+    return Caller(agent_id=info.agent_id, owner_id=info.owner_id, token_id=str(info.token_id))
+
+
+def _unauthorized(app_state: AppState, client: str, now: float) -> web.Response:
+    app_state.throttle.failed(client, now)
+    app_state.gateway.metrics.auth_failures.labels(kind="invalid").inc()
+    return _json(
+        errors.error_object(None, errors.UNAUTHORIZED, "unknown or revoked agent token"),
+        status=401,
+    )
+
+
+async def _authenticate(
+    app_state: AppState, token: str
+) -> tuple[Snapshot, TokenInfo | None, bool] | web.Response:
+    """The current state and ``token``'s agent under it (``None``: unknown or revoked),
+    proven current with Redis; and whether only reads may be served (the state could
+    not be proven, and reads fail open). A 503 response when nothing can be decided."""
+    try:
+        snapshot = await app_state.state.snapshot()
+        return snapshot, await app_state.state.authenticate(token, at=snapshot), False
+    except (CacheUnavailable, RedisError, OSError, asyncpg.PostgresError) as exc:
+        # The operator needs the cause; the agent gets only its kind (no internals).
+        _log.warning("refusing a request: credentials/policies unavailable: %s", exc)
+        # reads_fail_open: an agent this process already knows may still read, on the
+        # state it last saw; its spends are refused (CallHandler reads_only).
+        remembered = (
+            app_state.state.remembered(token) if app_state.gateway.reads_fail_open else None
+        )
+        if remembered is None:
+            return _json(
+                errors.error_object(
+                    None,
+                    errors.RESOURCE_UNAVAILABLE,
+                    "walletgate cannot check credentials or policies right now; "
+                    "nothing was forwarded",
+                    {"decision": "deny", "reason": "unavailable", "detail": type(exc).__name__},
+                ),
+                status=503,
+            )
+        return remembered[0], remembered[1], True
 
 
 async def _answer(body: bytes, handler: CallHandler) -> web.Response:
@@ -214,9 +263,15 @@ async def _answer(body: bytes, handler: CallHandler) -> web.Response:
     if parsed.error is not None:
         return _json(parsed.error)
     responses: list[Any] = []
-    # Batch elements are decided one by one, in order: each passes every check on its
-    # own, and nonces reach the backend in the order the agent sent them.
-    for item in parsed.items:
+    # Batch elements are decided in order, each passing every check on its own, so
+    # nonces reach the backend in the order the agent sent them. A run of consecutive
+    # reads is one unit: counted together and forwarded in one backend request.
+    for run in _runs(parsed.items):
+        if len(run) > 1:
+            calls = [item.call for item in run if item.call is not None]
+            responses += await handler.handle_reads([(c.id, c.method, c.params) for c in calls])
+            continue
+        item = run[0]
         if item.error is not None:
             responses.append(item.error)
             continue
@@ -227,6 +282,29 @@ async def _answer(body: bytes, handler: CallHandler) -> web.Response:
     if not parsed.is_batch:
         return _json(responses[0]) if responses else web.Response(status=204)
     return _json(responses) if responses else web.Response(status=204)
+
+
+def _runs(items: Sequence[Item]) -> Iterator[list[Item]]:
+    """The items one by one, except that consecutive read calls that expect an answer
+    (not notifications) come together as one run."""
+    run: list[Item] = []
+    for item in items:
+        if _is_answered_read(item):
+            run.append(item)
+            continue
+        if run:
+            yield run
+            run = []
+        yield [item]
+    if run:
+        yield run
+
+
+def _is_answered_read(item: Item) -> bool:
+    call = item.call
+    return (
+        call is not None and not call.is_notification and classify(call.method) is MethodClass.READ
+    )
 
 
 async def handle_healthz(request: web.Request) -> web.Response:

@@ -39,6 +39,16 @@ class BackendError(RuntimeError):
     """The backend could not be reached or answered nonsense (the outcome is unknown)."""
 
 
+def reply_of(answer: dict[str, Any], without_result: str) -> BackendReply:
+    """One JSON-RPC answer judged: a result, an error, or neither (``without_result``
+    says so: the outcome is unknown)."""
+    if "result" in answer and "error" not in answer:
+        return BackendReply(Outcome.SUCCESS, answer)
+    if isinstance(answer.get("error"), dict):
+        return BackendReply(Outcome.REJECTED, answer, str(answer["error"].get("message", "")))
+    return BackendReply(Outcome.UNKNOWN, answer, without_result)
+
+
 def new_session(settings: Settings) -> aiohttp.ClientSession:
     """The one ClientSession of a gateway process, with explicit pool limits and timeouts."""
     connector = aiohttp.TCPConnector(
@@ -94,13 +104,7 @@ class BackendClient:
                 Outcome.UNKNOWN, None, f"backend answered HTTP {status} with non-JSON"
             )
         if isinstance(body, dict):
-            if "result" in body and "error" not in body:
-                return BackendReply(Outcome.SUCCESS, body)
-            if isinstance(body.get("error"), dict):
-                return BackendReply(Outcome.REJECTED, body, str(body["error"].get("message", "")))
-            return BackendReply(
-                Outcome.UNKNOWN, body, f"backend answered HTTP {status} without result"
-            )
+            return reply_of(body, f"backend answered HTTP {status} without result")
         if isinstance(body, list):
             return BackendReply(Outcome.SUCCESS, body)
         return BackendReply(Outcome.UNKNOWN, None, f"backend answered HTTP {status} with odd JSON")

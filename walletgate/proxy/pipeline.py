@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,24 +24,28 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from walletgate.intents import DecodedRequest, DecodeError, MethodClass
+from walletgate.policies.claims import REQUESTS
 from walletgate.policies.decision import Decision, Finding, Outcome, Reason
 from walletgate.policies.evaluator import evaluate, request_rate_claims
 from walletgate.policies.model import PolicySet, Wallet
 from walletgate.policies.request import SpendRequest
 from walletgate.proxy import errors
-from walletgate.proxy.backend import BackendClient, BackendReply
+from walletgate.proxy.backend import BackendClient, BackendReply, reply_of
 from walletgate.proxy.backend import Outcome as ForwardOutcome
 from walletgate.proxy.evm.decode import decode_call
 from walletgate.proxy.evm.methods import classify
 from walletgate.proxy.evm.reads import balance_query
+from walletgate.proxy.jsonrpc import dumps
 from walletgate.proxy.metrics import Metrics
 from walletgate.storage.audit import AuditOutcome, AuditRecord, AuditUnavailable, AuditWriter
-from walletgate.storage.balance_cache import drop_balances, get_balance, put_balance
+from walletgate.storage.balance_cache import drop_balances, get_balances, put_balance
+from walletgate.storage.cache_keys import balance_key
 from walletgate.storage.counters import (
     CounterRefusal,
     Counters,
     CountersUnavailable,
     Reservation,
+    StaleState,
     claims_to_json,
 )
 from walletgate.storage.redis_client import RedisClient
@@ -140,6 +144,12 @@ def counter_refusal_decision(decision: Decision, refusal: CounterRefusal) -> Dec
     )
 
 
+class StateMoved(Exception):
+    """The state the request was being decided on is not current any more (a policy,
+    token or freeze changed): nothing was counted, forwarded or logged, and the request
+    must be authenticated and decided again on fresh state."""
+
+
 class CallHandler:
     """Handles the calls of one HTTP request for one caller and one backend."""
 
@@ -151,6 +161,7 @@ class CallHandler:
         policies: PolicySet,
         *,
         reads_only: bool = False,
+        unproven_version: int | None = None,
     ) -> None:
         self._gw = gw
         self._backend = backend
@@ -159,6 +170,32 @@ class CallHandler:
         # The state could not be proven current (Redis is down) and reads fail open:
         # reads are served, anything else is refused as unavailable.
         self._reads_only = reads_only
+        # The caller and policies came from memory, as of this state version, with no
+        # trip to Redis yet: the first counter call of the request proves the version
+        # still current in the same round trip (or raises StateMoved) before anything
+        # is counted, logged, forwarded or answered.
+        self._unproven_version = unproven_version
+
+    async def _admit(
+        self,
+        reservation_id: str,
+        requests: Any,
+        spend: Any = (),
+        *,
+        now: float | None = None,
+    ) -> Reservation | CounterRefusal:
+        """``Counters.admit`` with the version proof this request still owes, if any."""
+        admitted = await self._gw.counters.admit(
+            reservation_id,
+            requests=requests,
+            spend=spend,
+            now=self._gw.clock().timestamp() if now is None else now,
+            version=self._unproven_version,
+        )
+        if isinstance(admitted, StaleState):
+            raise StateMoved
+        self._unproven_version = None
+        return admitted
 
     async def handle(self, call_id: Any, method: str, params: Any) -> Response:
         """Decide one call and return its JSON-RPC response."""
@@ -186,22 +223,22 @@ class CallHandler:
         )
 
     async def _count_request(
-        self, call_id: Any, method_class: MethodClass, wallet: Wallet | None
+        self, call_id: Any, method_class: MethodClass, wallet: Wallet | None, *, calls: int = 1
     ) -> Response | None:
-        """Count this call against the agent's (and, for spends, the wallet's) request-rate
-        limits: every call counts, allowed or not.
+        """Count this call (or ``calls`` read calls together) against the agent's (and,
+        for spends, the wallet's) request-rate limits: every call counts, allowed or not.
 
         Returns the refusal when a limit is reached, or when the counters cannot be
         reached and the call is a spend (or reads are configured to fail closed).
         """
-        claims = request_rate_claims(self._caller.agent_id, wallet, self._policies)
-        if not claims:
+        claims = [
+            dataclasses.replace(claim, amount=claim.amount * calls)
+            for claim in request_rate_claims(self._caller.agent_id, wallet, self._policies)
+        ]
+        if not claims and self._unproven_version is None:
             return None
-        reservation_id = f"req-{uuid.uuid4()}"
         try:
-            reserved = await self._gw.counters.reserve(
-                reservation_id, claims, self._gw.clock().timestamp()
-            )
+            reserved = await self._admit(f"req-{uuid.uuid4()}", claims)
         except CountersUnavailable:
             if method_class is MethodClass.READ and self._gw.reads_fail_open:
                 return None
@@ -209,49 +246,102 @@ class CallHandler:
             self._count(decision)
             return _refusal(call_id, decision, None)
         if isinstance(reserved, CounterRefusal):
-            base = Decision(Outcome.DENY, Reason.RATE_LIMITED, "")
-            decision = counter_refusal_decision(base, reserved)
-            self._count(decision)
-            return _refusal(call_id, decision, None, retry_after=reserved.retry_after)
-        await self._settle_quietly(reserved, refund=False)
+            return self._rate_limited(call_id, reserved)
         return None
+
+    def _rate_limited(self, call_id: Any, refusal: CounterRefusal) -> Response:
+        """The answer to a call over a request-rate limit (not logged: nothing to spend)."""
+        base = Decision(Outcome.DENY, Reason.RATE_LIMITED, "")
+        decision = counter_refusal_decision(base, refusal)
+        self._count(decision)
+        return _refusal(call_id, decision, None, retry_after=refusal.retry_after)
 
     # -- reads ---------------------------------------------------------------------------
 
     async def _read(self, call_id: Any, method: str, params: Any) -> Response:
-        payload = call_json(call_id, method, params)
+        return (await self._answer_reads([(call_id, method, params)]))[0]
+
+    async def handle_reads(self, calls: Sequence[tuple[Any, str, Any]]) -> list[Response]:
+        """A run of read calls of one batch, decided as one unit: counted against the
+        request-rate limits together (all of them, or none when they do not all fit),
+        answered from the balance cache where it can, the rest forwarded to the backend
+        in one batch. Returns their responses in order."""
+        for _ in calls:
+            self._gw.metrics.requests.labels(method_class=str(MethodClass.READ)).inc()
+        if self._reads_only:
+            return await self._answer_reads(calls)
+        limited = await self._count_request(calls[0][0], MethodClass.READ, None, calls=len(calls))
+        if limited is not None:
+            return [_with_id(limited, call_id) for call_id, _, _ in calls]
+        return await self._answer_reads(calls)
+
+    async def _answer_reads(self, calls: Sequence[tuple[Any, str, Any]]) -> list[Response]:
         chain_id = self._backend.backend.chain_id
-        query = balance_query(params) if method == "eth_getBalance" else None
-        if query is not None:
-            try:
-                cached = await get_balance(self._gw.redis, chain_id, *query)
-            except (RedisError, CacheUnavailable):
-                cached = None
-            if cached is not None:
-                self._gw.metrics.balance_cache.labels(result="hit").inc()
-                return {"jsonrpc": "2.0", "id": call_id, "result": cached}
-            self._gw.metrics.balance_cache.labels(result="miss").inc()
-        reply = await self._forward(payload)
-        if reply.body is None:
-            return errors.error_object(
-                call_id, errors.RESOURCE_UNAVAILABLE, f"backend unavailable: {reply.detail}"
-            )
-        result = reply.body.get("result") if isinstance(reply.body, dict) else None
-        if (
-            query is not None
-            and reply.outcome is ForwardOutcome.SUCCESS
-            and isinstance(result, str)
-        ):
-            # On a Redis error the next read is a cache miss; this answer is still right.
-            with contextlib.suppress(RedisError, CacheUnavailable):
-                await put_balance(
-                    self._gw.redis,
-                    chain_id,
-                    *query,
-                    result,
-                    self._gw.balance_ttl,
+        queries = [
+            balance_query(params) if method == "eth_getBalance" else None
+            for _, method, params in calls
+        ]
+        cached = await self._cached_balances(queries)
+        answers: list[Response | None] = [None] * len(calls)
+        for i, balance in enumerate(cached):
+            if balance is not None:
+                answers[i] = {"jsonrpc": "2.0", "id": calls[i][0], "result": balance}
+        missing = [i for i, answer in enumerate(answers) if answer is None]
+        replies = await self._forward_together([call_json(*calls[i]) for i in missing])
+        for i, reply in zip(missing, replies, strict=True):
+            call_id, query = calls[i][0], queries[i]
+            if reply.body is None:
+                answers[i] = errors.error_object(
+                    call_id, errors.RESOURCE_UNAVAILABLE, f"backend unavailable: {reply.detail}"
                 )
-        return _with_id(reply.body, call_id)
+                continue
+            result = reply.body.get("result") if isinstance(reply.body, dict) else None
+            if (
+                query is not None
+                and reply.outcome is ForwardOutcome.SUCCESS
+                and isinstance(result, str)
+            ):
+                # On a Redis error the next read is a cache miss; this answer is still right.
+                with contextlib.suppress(RedisError, CacheUnavailable):
+                    await put_balance(
+                        self._gw.redis, chain_id, *query, result, self._gw.balance_ttl
+                    )
+            answers[i] = _with_id(reply.body, call_id)
+        return [answer for answer in answers if answer is not None]
+
+    async def _cached_balances(self, queries: Sequence[tuple[str, str] | None]) -> list[str | None]:
+        """The balance cache's answers (one round trip), ``None`` where it has none."""
+        wanted = [query for query in queries if query is not None]
+        if not wanted:
+            return [None] * len(queries)
+        try:
+            found = iter(await get_balances(self._gw.redis, self._backend.backend.chain_id, wanted))
+        except (RedisError, CacheUnavailable):
+            found = iter([None] * len(wanted))
+        answers = [None if query is None else next(found) for query in queries]
+        for query, answer in zip(queries, answers, strict=True):
+            if query is not None:
+                result = "miss" if answer is None else "hit"
+                self._gw.metrics.balance_cache.labels(result=result).inc()
+        return answers
+
+    async def _forward_together(self, payloads: list[dict[str, Any]]) -> list[BackendReply]:
+        """Forward calls in one backend request (a JSON-RPC batch when there are several);
+        one by one when the backend's batch answer cannot be matched to them by id."""
+        if len(payloads) <= 1:
+            return [await self._forward(payload) for payload in payloads]
+        ids = [dumps(payload["id"]) for payload in payloads]
+        if len(set(ids)) == len(ids) and b"null" not in ids:
+            reply = await self._forward(payloads)
+            if isinstance(reply.body, list):
+                by_id = {
+                    dumps(answer.get("id")): answer
+                    for answer in reply.body
+                    if isinstance(answer, dict)
+                }
+                if all(key in by_id for key in ids):
+                    return [reply_of(by_id[key], "no result in the batch answer") for key in ids]
+        return [await self._forward(payload) for payload in payloads]
 
     async def _forward(self, payload: Any) -> BackendReply:
         started = time.perf_counter()
@@ -295,14 +385,14 @@ class CallHandler:
                 {**decision.to_json(), "where": exc.where, "transaction_id": str(call.tx_id)},
             )
         call = dataclasses.replace(call, decoded=decoded, wallet=self._wallet_of(decoded))
-        limited = await self._count_request(call_id, method_class, call.wallet)
-        if limited is not None:
-            return limited
         request = SpendRequest(
             agent_id=self._caller.agent_id, decoded=decoded, chain_id=self._backend.backend.chain_id
         )
         decision = evaluate(request, self._policies, call.now)
         if decision.outcome is not Outcome.ALLOW:
+            limited = await self._count_request(call_id, method_class, call.wallet)
+            if limited is not None:
+                return limited
             logged = await self._log_refusal(call, decision)
             self._count(decision)
             extra = (
@@ -317,13 +407,18 @@ class CallHandler:
 
     async def _reserve_and_forward(self, spend: _SpendCall, decision: Decision) -> Response:
         call_id = spend.request_json["id"]
+        # The request's rate count and the spend's reservation: one round trip.
+        requests = request_rate_claims(self._caller.agent_id, spend.wallet, self._policies)
         try:
-            reserved = await self._gw.counters.reserve(
-                str(spend.tx_id), decision.claims, spend.now.timestamp()
+            reserved = await self._admit(
+                str(spend.tx_id), requests, decision.claims, now=spend.now.timestamp()
             )
         except CountersUnavailable as exc:
             _log.warning("refusing %s: %s", spend.method, exc)
             return await self._refuse_spend(spend, _unavailable("counters unavailable"))
+        if isinstance(reserved, CounterRefusal) and reserved.claim.unit == REQUESTS:
+            # Over a request rate: refused like any rate-limited call, before the spend.
+            return self._rate_limited(call_id, reserved)
         if isinstance(reserved, CounterRefusal):
             refused = counter_refusal_decision(decision, reserved)
             return await self._refuse_spend(spend, refused, retry_after=reserved.retry_after)
@@ -389,8 +484,19 @@ class CallHandler:
             "decide_ms": round((forwarded_at - started) * 1000, 3),
             "backend_ms": round((time.perf_counter() - forwarded_at) * 1000, 3),
         }
+        # A forwarded spend changes the wallet's balance: its cached answers go, in the
+        # same round trip as the commit when there is one.
+        stale_balances = (
+            balance_key(self._backend.backend.chain_id, decoded.wallet)
+            if decoded.wallet is not None and decoded.method_class is MethodClass.SPENDING
+            else None
+        )
         if reply.outcome is ForwardOutcome.SUCCESS:
-            await self._settle_quietly(reserved, refund=False)
+            if stale_balances is not None:
+                await self._settle_quietly(reserved, refund=False, also_delete=stale_balances)
+                stale_balances = None
+            else:
+                await self._settle_quietly(reserved, refund=False)
             result = reply.body.get("result") if isinstance(reply.body, dict) else None
             tx_hash = (
                 result.lower()
@@ -423,7 +529,7 @@ class CallHandler:
                     timings=timings,
                 )
             )
-        if decoded.wallet is not None and decoded.method_class is MethodClass.SPENDING:
+        if stale_balances is not None and decoded.wallet is not None:
             try:
                 await drop_balances(self._gw.redis, self._backend.backend.chain_id, decoded.wallet)
             except (RedisError, CacheUnavailable):
@@ -439,12 +545,14 @@ class CallHandler:
             )
         return _with_id(reply.body, request_json["id"])
 
-    async def _settle_quietly(self, reserved: Reservation, *, refund: bool) -> None:
+    async def _settle_quietly(
+        self, reserved: Reservation, *, refund: bool, also_delete: str | None = None
+    ) -> None:
         try:
             if refund:
                 await self._gw.counters.refund(reserved)
             else:
-                await self._gw.counters.commit(reserved)
+                await self._gw.counters.commit(reserved, also_delete=also_delete)
         except CountersUnavailable as exc:
             # A refund that did not happen over-counts (the safe side) until the window
             # passes; a commit that did not happen leaves a record that expires.

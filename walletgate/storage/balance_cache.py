@@ -7,6 +7,8 @@ spend drop every cached tag of that wallet with a single DEL.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from walletgate.storage.cache_keys import balance_key
 from walletgate.storage.redis_client import RedisClient
 from walletgate.storage.redis_guard import redis_errors
@@ -28,8 +30,25 @@ async def get_balance(
     key = balance_key(chain_id, address)
     with redis_errors("reading the balance cache"):
         raw = await redis.hget(key, _field(block_tag))
-    if raw is None:
-        return None
+    return None if raw is None else _text(raw)
+
+
+async def get_balances(
+    redis: RedisClient, chain_id: int, queries: Sequence[tuple[str, str]]
+) -> list[str | None]:
+    """:func:`get_balance` for several ``(address, block_tag)`` queries, in one round trip
+    (one per node on a cluster)."""
+    if len(queries) == 1:
+        return [await get_balance(redis, chain_id, *queries[0])]
+    with redis_errors("reading the balance cache"):
+        async with redis.pipeline(transaction=False) as pipe:
+            for address, block_tag in queries:
+                pipe.hget(balance_key(chain_id, address), _field(block_tag))
+            found = await pipe.execute()
+    return [None if raw is None else _text(raw) for raw in found]
+
+
+def _text(raw: bytes | str) -> str:
     return raw.decode("ascii") if isinstance(raw, bytes) else str(raw)
 
 

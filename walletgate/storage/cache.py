@@ -7,10 +7,14 @@ The version stamp protocol (SPEC §5):
 - After commit, :func:`publish_state` reloads the state from PostgreSQL, writes the
   policy document and the version key to Redis (the version only ever goes up), and
   announces the version on a pub/sub channel.
-- On every request, :meth:`StateCache.snapshot` reads the version key: one Redis round
-  trip. When it matches the in-process version, the compiled policies and the token
-  map in memory are reused with no further I/O; otherwise they are refreshed from
-  Redis, or from PostgreSQL when Redis has nothing (TTL, FLUSHALL, restart).
+- On every request, the version key is read: by :meth:`StateCache.snapshot` (one Redis
+  round trip), or, when the caller and its agent are already in memory
+  (:meth:`StateCache.held`), inside the request's first counter script, in the same
+  round trip as its rate count (``Counters.admit``), before anything is acted on.
+  When it matches the in-process version, the compiled policies and the token map in
+  memory are reused with no further I/O; otherwise they are refreshed from Redis, or
+  from PostgreSQL when Redis has nothing (TTL, FLUSHALL, restart), and the request is
+  decided again.
 
 So once ``apply`` or ``revoke`` returns, every gateway sees the new state on its very
 next request; pub/sub only warms caches early, and a lost message cannot leave one
@@ -293,6 +297,19 @@ class StateCache:
         if info is not None:
             self._note_use(info.token_id)
         return info
+
+    def held(self, token: str) -> tuple[Snapshot, TokenInfo] | None:
+        """The snapshot in memory and ``token``'s agent under it, with no I/O; ``None``
+        unless both are in memory.
+
+        Not proven current: the caller must prove ``snapshot.version`` still current
+        in its first trip to Redis (``Counters.admit(version=...)``) before acting on
+        the answer. A use of the token is noted, as :meth:`authenticate` does.
+        """
+        found = self.remembered(token)
+        if found is not None:
+            self._note_use(found[1].token_id)
+        return found
 
     def remembered(self, token: str) -> tuple[Snapshot, TokenInfo] | None:
         """The last snapshot and ``token``'s agent as this process remembers them, with

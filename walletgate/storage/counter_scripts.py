@@ -16,28 +16,32 @@ back into a string keeps only 14 significant digits.
 
 from __future__ import annotations
 
-# The check both RESERVE and PEEK make over counters KEYS[1..n]; ARGV: record ttl, then
-# per counter: bucket, oldest bucket, amount, limit, counter ttl. Returns nil when every
-# counter has room, else the script's answer: {-1, {i...}} (counters i are missing) or
-# {i, {bucket, total, ...}} (counter i would exceed its limit; its counted buckets).
-# With ``cleanup``, buckets that left the window are deleted on the way.
+# The checks ADMIT and PEEK make. Counter i (1-based) is KEYS[ko + i]; its ARGV are
+# bucket, oldest bucket, amount, limit, counter ttl at ARGV[ao + 5 * (i - 1) + 1 .. 5].
+# ``missing`` returns {-1, {i...}} when counters first..last include missing ones;
+# ``check`` returns nil when each of them has room, else {i, {bucket, total, ...}}
+# (counter i would exceed its limit; its counted buckets). With ``cleanup``, buckets
+# that left the window are deleted on the way.
 _CHECK = """
-local function check(n, cleanup)
-  local missing = {}
-  for i = 1, n do
-    if redis.call('EXISTS', KEYS[i]) == 0 then missing[#missing + 1] = i end
+local function missing(first, last, ko)
+  local found = {}
+  for i = first, last do
+    if redis.call('EXISTS', KEYS[ko + i]) == 0 then found[#found + 1] = i end
   end
-  if #missing > 0 then return {-1, missing} end
-  for i = 1, n do
-    local base = 1 + (i - 1) * 5
+  if #found > 0 then return {-1, found} end
+  return nil
+end
+local function check(first, last, ko, ao, cleanup)
+  for i = first, last do
+    local key, base = KEYS[ko + i], ao + (i - 1) * 5
     local oldest = tonumber(ARGV[base + 2])
     local amount, limit = tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
     local total, live = 0, {}
-    local fields = redis.call('HGETALL', KEYS[i])
+    local fields = redis.call('HGETALL', key)
     for j = 1, #fields, 2 do
       local bucket = tonumber(fields[j])
       if bucket ~= nil and bucket < oldest then
-        if cleanup then redis.call('HDEL', KEYS[i], fields[j]) end
+        if cleanup then redis.call('HDEL', key, fields[j]) end
       elseif bucket ~= nil then
         total = total + tonumber(fields[j + 1])
         live[#live + 1] = fields[j]
@@ -50,31 +54,65 @@ local function check(n, cleanup)
 end
 """
 
-# KEYS: the counters of one group, then the reservation record. Returns {0} when
-# reserved (every amount added, the record written), else what the check said, with
-# nothing added.
-RESERVE = (
+# One request's whole admission in one atomic step (one round trip):
+#
+# 1. with ARGV[1] ~= '': KEYS[1] is the state-version key, and the request was decided
+#    on state version ARGV[1]. A newer or missing version answers {-2} with nothing
+#    counted: the caller refreshes its state and decides again.
+# 2. request counters (``r`` of them, counted whatever the decision): all fit and are
+#    added for good, or none is added and the refusing one is named;
+# 3. spend counters, in ``g`` groups of ARGV[4 + k] counters: all fit and are added,
+#    each group's amounts written to its reservation record (the last ``g`` KEYS) so
+#    they can be settled exactly once; or none is added (the request counts stay).
+#
+# ARGV: expected version or '', record ttl, r, g, the g group sizes, then five values
+# per counter (requests first). Missing counters are reported before anything is added.
+# On one Redis server a whole request is one call; on a cluster, one call per hash tag.
+ADMIT = (
     _CHECK
     + """
-local n = #KEYS - 1
-local refused = check(n, true)
-if refused then return refused end
-for i = 1, n do
-  local base = 1 + (i - 1) * 5
-  redis.call('HINCRBY', KEYS[i], ARGV[base + 1], ARGV[base + 3])
-  redis.call('EXPIRE', KEYS[i], ARGV[base + 5])
-  redis.call('HSET', KEYS[n + 1], KEYS[i], ARGV[base + 1] .. ' ' .. ARGV[base + 3])
+local ko = 0
+if ARGV[1] ~= '' then
+  ko = 1
+  local seen = tonumber(redis.call('GET', KEYS[1]))
+  if seen == nil or seen > tonumber(ARGV[1]) then return {-2} end
 end
-redis.call('EXPIRE', KEYS[n + 1], ARGV[1])
+local r, g = tonumber(ARGV[3]), tonumber(ARGV[4])
+local ao, n = 4 + g, r
+for k = 1, g do n = n + tonumber(ARGV[4 + k]) end
+local absent = missing(1, n, ko)
+if absent then return absent end
+local refused = check(1, r, ko, ao, true)
+if refused then return refused end
+local function add(i)
+  local base = ao + (i - 1) * 5
+  redis.call('HINCRBY', KEYS[ko + i], ARGV[base + 1], ARGV[base + 3])
+  redis.call('EXPIRE', KEYS[ko + i], ARGV[base + 5])
+  return base
+end
+for i = 1, r do add(i) end
+refused = check(r + 1, n, ko, ao, true)
+if refused then return refused end
+local i = r
+for k = 1, g do
+  local record = KEYS[ko + n + k]
+  for _ = 1, tonumber(ARGV[4 + k]) do
+    i = i + 1
+    local base = add(i)
+    redis.call('HSET', record, KEYS[ko + i], ARGV[base + 1] .. ' ' .. ARGV[base + 3])
+  end
+  redis.call('EXPIRE', record, ARGV[2])
+end
 return {0}
 """
 )
 
-# The check of RESERVE without any write (dry runs): KEYS are the counters only.
+# The checks of ADMIT without any write (dry runs): KEYS are the counters only, ARGV
+# five values per counter.
 PEEK = (
     _CHECK
     + """
-return check(#KEYS, false) or {0}
+return missing(1, #KEYS, 0) or check(1, #KEYS, 0, 0, false) or {0}
 """
 )
 

@@ -1,7 +1,10 @@
 """Spend and rate counters in Redis, under the reservation protocol of SPEC §5.
 
-1. ``reserve``: one atomic Lua script per hash-tag group checks every claim of the
-   request and adds the amounts, or adds nothing and says which claim did not fit;
+1. ``admit`` (``reserve`` when there is nothing else to do): one atomic Lua script
+   counts the request against its request-rate limits, then checks every spend claim
+   and adds the amounts, or adds nothing and says which claim did not fit. On one Redis
+   server that is a single round trip, which can also prove the state version the
+   request was decided on still current; on a cluster, one call per hash-tag group;
 2. ``confirm``, once the audit row is durable: the reservation is still in Redis (it
    was not lost with a flush or restart in between), so it is safe to forward;
 3. the caller forwards the request, then settles exactly once: ``commit`` (the amounts
@@ -15,11 +18,13 @@ limit stays below 2**50: amounts are rounded up to whole units, the limit down. 
 the window and the scale are part of the counter's key, so a policy change that alters
 either starts a fresh counter, rebuilt from PostgreSQL.
 
-Keys carry a hash tag per scope entity (``{wg:c:wallet:ID}``), so every key one script
-touches lives in one Redis Cluster slot. A request whose claims span several entities
-is reserved group by group in a fixed (sorted) order, and the groups already reserved
-are refunded when a later one refuses, so no interleaving can overspend; it can only
-refuse a request that would have fitted a moment later.
+Keys carry a hash tag per scope entity (``{wg:c:wallet:ID}``), so on a Redis Cluster
+the keys of one group live in one slot. There a request whose claims span several
+entities is reserved group by group in a fixed (sorted) order, and the groups already
+reserved are refunded when a later one refuses, so no interleaving can overspend; it
+can only refuse a request that would have fitted a moment later (and a request refused
+by a later group's rate limit may have been counted by an earlier group: over-counted,
+never under-counted). On a single server the whole request is one script, exactly.
 
 A counter missing from Redis is rebuilt from the audit log (:mod:`.rebuild`) before the
 reservation is retried; the script tells "missing" from "zero" by a marker field.
@@ -37,11 +42,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from walletgate.policies.claims import REQUESTS
 from walletgate.policies.decision import CounterClaim
 from walletgate.storage import counter_scripts
+from walletgate.storage.cache_entries import decode_version
+from walletgate.storage.cache_keys import STATE_VERSION_KEY
 from walletgate.storage.rebuild import ClaimHistory, rebuilt_counter, scaled_up
 from walletgate.storage.redis_client import REDIS_ERRORS, RedisClient
 from walletgate.storage.windows import WindowError, WindowShape, bucketing, retry_after
@@ -51,6 +59,8 @@ _log = logging.getLogger(__name__)
 _SCALED_LIMIT_MAX = 1 << 50
 #: Reservation records outlive their longest window by this much (seconds).
 _RECORD_MARGIN = 3600
+#: ADMIT's answer when the state version moved on.
+_STALE = -2
 #: How often one reservation may find a counter missing and rebuild it.
 _REBUILD_ATTEMPTS = 3
 
@@ -79,6 +89,12 @@ class CounterRefusal:
     claim: CounterClaim
     already: int  # in the claim's units, over-counted by less than one scale step per spend
     retry_after: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class StaleState:
+    """The state version moved past the one the request was decided on (or is missing
+    from Redis): nothing was counted, and the request must be decided again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,10 +170,9 @@ def record_key(tag: str, reservation_id: str) -> str:
     return f"{tag}:res:{reservation_id}"
 
 
-def _grouped(claims: Sequence[CounterClaim]) -> list[tuple[str, list[Counter]]]:
-    """Counters by hash tag, tags sorted (the fixed reservation order). Claims on the
-    same counter are merged, so one request can never check a counter twice without
-    seeing its own first amount."""
+def _merged(claims: Sequence[CounterClaim]) -> list[Counter]:
+    """The counters of ``claims``, sorted by key. Claims on the same counter are merged,
+    so one request can never check a counter twice without seeing its own first amount."""
     merged: dict[str, Counter] = {}
     for claim in claims:
         counter = counter_of(claim)
@@ -166,10 +181,45 @@ def _grouped(claims: Sequence[CounterClaim]) -> list[tuple[str, list[Counter]]]:
             combined = dataclasses.replace(first, amount=first.amount + claim.amount)
             counter = dataclasses.replace(counter, claim=combined)
         merged[counter.key] = counter
+    return sorted(merged.values(), key=lambda c: c.key)
+
+
+def _grouped(claims: Sequence[CounterClaim]) -> list[tuple[str, list[Counter]]]:
+    """Counters by hash tag, tags sorted (the fixed reservation order)."""
     groups: dict[str, list[Counter]] = {}
-    for counter in merged.values():
+    for counter in _merged(claims):
         groups.setdefault(counter.group, []).append(counter)
-    return [(tag, sorted(groups[tag], key=lambda c: c.key)) for tag in sorted(groups)]
+    return [(tag, groups[tag]) for tag in sorted(groups)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One ADMIT call: request counters, then spend counters by group."""
+
+    requests: list[Counter]
+    groups: list[tuple[str, list[Counter]]]
+
+    @property
+    def counters(self) -> list[Counter]:
+        return self.requests + [c for _, counters in self.groups for c in counters]
+
+
+def _calls(
+    requests: list[Counter], groups: list[tuple[str, list[Counter]]], *, cluster: bool
+) -> list[_Call]:
+    """One call for everything on a single server; one per hash tag, in tag order, on a
+    cluster (a script may only touch keys of one slot there)."""
+    if not cluster:
+        return [_Call(requests, groups)]
+    spend = dict(groups)
+    tags = sorted({c.group for c in requests} | spend.keys())
+    return [
+        _Call(
+            [c for c in requests if c.group == tag],
+            [(tag, spend[tag])] if tag in spend else [],
+        )
+        for tag in tags
+    ]
 
 
 def reservation_of(reservation_id: str, claims: Sequence[CounterClaim]) -> Reservation:
@@ -179,15 +229,16 @@ def reservation_of(reservation_id: str, claims: Sequence[CounterClaim]) -> Reser
     )
 
 
-def _script_args(counters: Sequence[Counter], now: float) -> list[Any]:
-    """ARGV of RESERVE/PEEK: record ttl, then bucket, oldest, amount, limit, ttl each."""
+def _counter_args(counters: Sequence[Counter], now: float) -> tuple[int, list[Any]]:
+    """The longest record ttl the counters need, and their ARGV: bucket, oldest bucket,
+    amount, limit, ttl each."""
     args: list[Any] = []
     record_ttl = 0
     for counter in counters:
         window = bucketing(counter.shape, now)
         args += [window.bucket, window.oldest, counter.amount, counter.limit, window.ttl]
         record_ttl = max(record_ttl, window.ttl + _RECORD_MARGIN)
-    return [record_ttl, *args]
+    return record_ttl, args
 
 
 def _text(value: Any) -> str:
@@ -200,7 +251,7 @@ class Counters:
     def __init__(self, redis: RedisClient, history: ClaimHistory) -> None:
         self._redis = redis
         self._history = history
-        self._reserve: AsyncScript = redis.register_script(counter_scripts.RESERVE)
+        self._admit: AsyncScript = redis.register_script(counter_scripts.ADMIT)
         self._peek: AsyncScript = redis.register_script(counter_scripts.PEEK)
         self._init: AsyncScript = redis.register_script(counter_scripts.INIT)
         self._refund: AsyncScript = redis.register_script(counter_scripts.REFUND)
@@ -212,23 +263,73 @@ class Counters:
     ) -> Reservation | CounterRefusal:
         """Reserve every claim, or none: returns the reservation or the refusing claim.
 
+        Raises :class:`CountersUnavailable` like :meth:`admit`.
+        """
+        admitted = await self.admit(reservation_id, spend=claims, now=now)
+        assert not isinstance(admitted, StaleState)  # no version was given to check
+        return admitted
+
+    async def admit(
+        self,
+        reservation_id: str,
+        *,
+        requests: Sequence[CounterClaim] = (),
+        spend: Sequence[CounterClaim] = (),
+        now: float,
+        version: int | None = None,
+    ) -> Reservation | CounterRefusal | StaleState:
+        """Count one request and reserve its spend, in one round trip on one server.
+
+        With ``version`` (the state version the request was decided on), first proves
+        that version still current: :class:`StaleState` when it is not, with nothing
+        counted. Then ``requests`` (request-rate claims) are counted for good, or the
+        refusing one is returned with nothing counted. Then ``spend`` is reserved, all
+        or none: the reservation (empty without spend claims) or the refusing claim,
+        with the request still counted.
+
         Raises :class:`CountersUnavailable` when Redis fails (anything reserved so far
         is taken back if Redis still answers) or a missing counter cannot be rebuilt.
         """
+        cluster = isinstance(self._redis, RedisCluster)
         done: list[tuple[str, int]] = []
         try:
-            for tag, counters in _grouped(claims):
-                keys = [counter.key for counter in counters] + [record_key(tag, reservation_id)]
-                refusal = await self._check(self._reserve, keys, counters, now)
-                if refusal is not None:
+            if cluster and version is not None:
+                # A cluster script cannot also read the version key (another slot).
+                seen = decode_version(await self._redis.get(STATE_VERSION_KEY))
+                if seen is None or seen > version:
+                    return StaleState()
+                version = None
+            for call in _calls(_merged(requests), _grouped(spend), cluster=cluster):
+                answer = await self._admit_call(reservation_id, call, now, version)
+                if answer is not None:
                     await self.refund(Reservation(reservation_id, tuple(done)))
-                    return refusal
-                done.append((tag, len(counters)))
+                    return answer
+                done += [(tag, len(counters)) for tag, counters in call.groups]
         except _CHECK_ERRORS as exc:
             with contextlib.suppress(CountersUnavailable):
                 await self.refund(Reservation(reservation_id, tuple(done)))
             raise _unavailable(exc) from exc
         return Reservation(reservation_id, tuple(done))
+
+    async def _admit_call(
+        self, reservation_id: str, call: _Call, now: float, version: int | None
+    ) -> CounterRefusal | StaleState | None:
+        counters = call.counters
+        if not counters and version is None:
+            return None
+        record_ttl, counter_args = _counter_args(counters, now)
+        keys = [STATE_VERSION_KEY] if version is not None else []
+        keys += [c.key for c in counters]
+        keys += [record_key(tag, reservation_id) for tag, _ in call.groups]
+        args: list[Any] = [
+            "" if version is None else version,
+            record_ttl,
+            len(call.requests),
+            len(call.groups),
+            *(len(group) for _, group in call.groups),
+            *counter_args,
+        ]
+        return await self._check(self._admit, keys, args, counters, now)
 
     async def peek(self, claims: Sequence[CounterClaim], now: float) -> CounterRefusal | None:
         """What ``reserve`` would refuse right now, without counting anything.
@@ -238,7 +339,9 @@ class Counters:
         try:
             for _tag, counters in _grouped(claims):
                 keys = [counter.key for counter in counters]
-                refusal = await self._check(self._peek, keys, counters, now)
+                _, args = _counter_args(counters, now)
+                refusal = await self._check(self._peek, keys, args, counters, now)
+                assert not isinstance(refusal, StaleState)  # PEEK reads no version
                 if refusal is not None:
                     return refusal
         except _CHECK_ERRORS as exc:
@@ -262,13 +365,20 @@ class Counters:
         expected = [count for _, count in reservation.groups]
         return [int(found) for found in entries] == expected
 
-    async def commit(self, reservation: Reservation) -> None:
-        """The backend accepted the request: the amounts stay counted."""
-        if not reservation.groups:
+    async def commit(self, reservation: Reservation, *, also_delete: str | None = None) -> None:
+        """The backend accepted the request: the amounts stay counted.
+
+        ``also_delete`` names one more key to delete in the same round trip (a cache
+        entry the request made stale); if it fails, the reservation is not committed.
+        """
+        keys = [record_key(tag, reservation.id) for tag in reservation.tags]
+        if also_delete is not None:
+            keys.append(also_delete)
+        if not keys:
             return
         try:
             # A cluster client splits a multi-key DEL by slot.
-            await self._redis.delete(*(record_key(tag, reservation.id) for tag in reservation.tags))
+            await self._redis.delete(*keys)
         except REDIS_ERRORS as exc:
             raise _unavailable(exc) from exc
 
@@ -291,15 +401,21 @@ class Counters:
         raise CountersUnavailable(f"reservation record {record} kept changing during a refund")
 
     async def _check(
-        self, script: AsyncScript, keys: list[str], counters: list[Counter], now: float
-    ) -> CounterRefusal | None:
-        """Run RESERVE or PEEK, rebuilding missing counters and retrying."""
-        args = _script_args(counters, now)
+        self,
+        script: AsyncScript,
+        keys: list[str],
+        args: list[Any],
+        counters: list[Counter],
+        now: float,
+    ) -> CounterRefusal | StaleState | None:
+        """Run ADMIT or PEEK, rebuilding missing counters and retrying."""
         for _ in range(_REBUILD_ATTEMPTS):
             answer = await script(keys=keys, args=args)
             code = int(answer[0])
             if code == 0:
                 return None
+            if code == _STALE:
+                return StaleState()
             if code > 0:
                 return _refusal(counters[code - 1], answer[1], now)
             await asyncio.gather(*(self._rebuild(counters[i - 1], now) for i in answer[1]))
