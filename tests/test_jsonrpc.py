@@ -162,6 +162,10 @@ def test_string_and_fractional_ids_are_echoed_exactly() -> None:
         (b'{"a": 1.' + b"5" * 100 + b"}", -32700, "number too long"),
         (b'{"a": 1e999999999}', -32700, "number out of range"),
         (b'{"a": "\\ud800"}', -32700, "unpaired UTF-16 surrogate"),
+        (b'{"\\uDC00": 1}', -32700, "unpaired UTF-16 surrogate"),
+        (b'{"a": ["ok", "\\ud83d\\ude00", "\\udfff"]}', -32700, "unpaired UTF-16 surrogate"),
+        (b'\xef\xbb\xbf{"a": 1}', -32700, "Unexpected UTF-8 BOM"),
+        (b'{"a": 1, "b": 2, "a": 1}', -32700, "duplicate object key 'a'"),
         (b"[]", -32600, "empty batch"),
         (b"5", -32600, "request must be a JSON object or array"),
         (b'"eth_chainId"', -32600, "request must be a JSON object or array"),
@@ -290,3 +294,16 @@ def test_batches_keep_every_position(valid: list[bool]) -> None:
             assert item.call == Call(index, "eth_chainId", None)
         else:
             assert item.error == error_response(index, -32600, "method must be a string")
+
+
+def test_paired_surrogate_escapes_are_one_character() -> None:
+    assert loads_strict(b'{"a": "\\ud83d\\ude00"}') == {"a": "\U0001f600"}
+
+
+def test_a_str_holding_a_lone_surrogate_is_refused() -> None:
+    # Text given as str (JSON found inside params) may carry a surrogate itself, with no
+    # escape in sight; bytes cannot (the UTF-8 codec refuses an encoded surrogate).
+    with pytest.raises(RequestError, match="unpaired UTF-16 surrogate"):
+        loads_strict('{"a": "x\ud800"}')
+    with pytest.raises(RequestError, match="not valid UTF-8"):
+        loads_strict(b'{"a": "\xed\xa0\x80"}')

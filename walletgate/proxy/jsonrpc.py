@@ -101,12 +101,15 @@ class _Refused(Exception):
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
+    out = dict(pairs)
+    if len(out) == len(pairs):
+        return out
+    seen: set[str] = set()
+    for key, _value in pairs:
+        if key in seen:
             raise _Refused(f"duplicate object key {key!r}")
-        out[key] = value
-    return out
+        seen.add(key)
+    raise AssertionError("unreachable: fewer keys than pairs means a duplicate")
 
 
 def _bounded_int(text: str) -> int:
@@ -161,6 +164,15 @@ def _reject_lone_surrogates(root: Any) -> None:
             stack.extend(node)
 
 
+#: ``json.loads`` with these hooks would build the decoder (and its scanner) per call.
+_STRICT_DECODER = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates,
+    parse_int=_bounded_int,
+    parse_float=_bounded_decimal,
+    parse_constant=_no_constant,
+)
+
+
 def loads_strict(text: str | bytes, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     """Parse JSON refusing duplicate keys, NaN/Infinity, huge numbers, deep nesting,
     invalid UTF-8 and lone surrogates. Fractions become :class:`Decimal`, never float.
@@ -168,6 +180,9 @@ def loads_strict(text: str | bytes, *, max_depth: int = DEFAULT_MAX_DEPTH) -> An
     Raises :class:`RequestError` (-32700) naming what was wrong. Also used for JSON that
     arrives inside params (typed data given as a string).
     """
+    # Text decoded here holds no surrogate (the UTF-8 codec refuses encoded ones); a str
+    # given by the caller might.
+    may_hold_surrogate = not isinstance(text, bytes)
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -180,14 +195,13 @@ def loads_strict(text: str | bytes, *, max_depth: int = DEFAULT_MAX_DEPTH) -> An
             ErrorCode.PARSE_ERROR, f"invalid JSON: nesting deeper than {max_depth} levels"
         )
     try:
-        value = json.loads(
-            text,
-            object_pairs_hook=_no_duplicates,
-            parse_int=_bounded_int,
-            parse_float=_bounded_decimal,
-            parse_constant=_no_constant,
-        )
-        _reject_lone_surrogates(value)
+        if text.startswith("\ufeff"):  # what json.loads checks before decoding a str
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value = _STRICT_DECODER.decode(text)
+        # Only a \u escape, or a surrogate in the text itself, can put a surrogate in the
+        # value: without either, the walk over every string of the document is skipped.
+        if "\\u" in text or (may_hold_surrogate and _LONE_SURROGATE.search(text)):
+            _reject_lone_surrogates(value)
     except _Refused as exc:
         raise RequestError(ErrorCode.PARSE_ERROR, f"invalid JSON: {exc}") from None
     except json.JSONDecodeError as exc:
@@ -213,9 +227,9 @@ def _parse_element(element: Any) -> Item:
     request_id: JsonId = raw_id
     if element.get("jsonrpc") != "2.0":
         return _invalid(request_id, 'jsonrpc must be "2.0"')
-    unexpected = sorted(set(element) - _REQUEST_MEMBERS)
-    if unexpected:
+    if not _REQUEST_MEMBERS.issuperset(element):
         # The backend might give meaning to a member we do not judge: refuse it.
+        unexpected = sorted(set(element) - _REQUEST_MEMBERS)
         return _invalid(request_id, f"unexpected request member {unexpected[0]!r}")
     method = element.get("method")
     if not isinstance(method, str):
@@ -299,6 +313,12 @@ def _refuse_decimal(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
+#: Built once: ``json.dumps`` with these options would build an encoder per call.
+_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_refuse_decimal
+)
+
+
 def dumps(value: Any) -> bytes:
     """Serialise JSON compactly as UTF-8, writing parsed :class:`Decimal` numbers back
     with their exact digits (``json`` alone would need a float, which may round).
@@ -306,13 +326,7 @@ def dumps(value: Any) -> bytes:
     Used for responses and for forwarding the elements of a batch.
     """
     try:
-        return json.dumps(
-            value,
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=False,
-            default=_refuse_decimal,
-        ).encode("utf-8")
+        return _ENCODER.encode(value).encode("utf-8")
     except _HasDecimal:
         out: list[str] = []
         _encode_into(value, out)
