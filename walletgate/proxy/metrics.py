@@ -3,10 +3,62 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import Counter as _Counter
+from prometheus_client import Gauge as _Gauge
+from prometheus_client import Histogram as _Histogram
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class _RememberedLabels:
+    """``labels()`` that remembers the child it returned for the same label values.
+
+    The request path calls ``labels(...)`` on every request with values from a small
+    fixed set (method classes, decisions, reasons); prometheus_client checks the names,
+    converts every value with ``str()`` and takes a lock each time. The first call per
+    value set still goes through all of that; later ones are one dict lookup. Values must
+    be hashable and keep their ``str()`` (strings, enums, numbers); others are passed on
+    uncached. ``remove``/``clear`` forget what they drop.
+    """
+
+    _children: dict[Any, Any]
+
+    def labels(self, *labelvalues: Any, **labelkwargs: Any) -> Any:
+        children = self.__dict__.get("_children")
+        if children is None:
+            children = self.__dict__["_children"] = {}
+        key = (labelvalues, tuple(labelkwargs.items()))
+        try:
+            return children[key]
+        except KeyError:
+            child = super().labels(*labelvalues, **labelkwargs)  # type: ignore[misc]
+            children[key] = child
+            return child
+        except TypeError:  # an unhashable value: nothing to remember it by
+            return super().labels(*labelvalues, **labelkwargs)  # type: ignore[misc]
+
+    def remove(self, *labelvalues: Any) -> None:
+        self.__dict__.pop("_children", None)
+        super().remove(*labelvalues)  # type: ignore[misc]
+
+    def clear(self) -> None:
+        self.__dict__.pop("_children", None)
+        super().clear()  # type: ignore[misc]
+
+
+class Counter(_RememberedLabels, _Counter):
+    """A prometheus Counter whose ``labels()`` is cheap after the first call."""
+
+
+class Histogram(_RememberedLabels, _Histogram):
+    """A prometheus Histogram whose ``labels()`` is cheap after the first call."""
+
+
+class Gauge(_RememberedLabels, _Gauge):
+    """A prometheus Gauge whose ``labels()`` is cheap after the first call."""
 
 
 @dataclass
