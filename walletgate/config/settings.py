@@ -56,6 +56,9 @@ class Settings:
     redis_timeout: float = 0.5
     database_timeout: float = 5.0
     reads_fail_open: bool = False
+    # One line per HTTP request on stderr (tokens redacted). Off saves its cost per
+    # request (a few percent of a read's CPU) where a load balancer logs requests anyway.
+    access_log: bool = True
     audit_batch_max: int = 256
     actor: str = ""
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 from aiohttp import web
+from aiohttp.log import access_logger
 
 from walletgate.config.settings import Settings, SettingsError
 from walletgate.proxy.app import AppState, build_app
@@ -87,6 +88,7 @@ async def serve(
         runner = web.AppRunner(
             app,
             access_log_class=RedactingAccessLogger,
+            access_log=access_logger if settings.access_log else None,
             handle_signals=False,
             # Also the time a new connection has to send its request headers: aiohttp
             # closes a connection still waiting for a whole request when it runs out.
