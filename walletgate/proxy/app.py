@@ -164,10 +164,13 @@ async def _handle_rpc(request: web.Request, app_state: AppState) -> web.Response
         return _unauthorized(app_state, client, now)
     read_timeout = request.app[READ_TIMEOUT_KEY]
     try:
-        # aiohttp has no body timeout of its own: without one, an authenticated client
-        # that sends its body slowly holds the connection and this task forever.
-        async with asyncio.timeout(read_timeout):
-            body = await request.read()
+        if request.content.is_eof():
+            body = await request.read()  # already received: nothing to wait for
+        else:
+            # aiohttp has no body timeout of its own: without one, an authenticated
+            # client that sends its body slowly holds the connection and this task forever.
+            async with asyncio.timeout(read_timeout):
+                body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return _json(
             errors.error_object(

@@ -238,7 +238,8 @@ class CallHandler:
         if not claims and self._unproven_version is None:
             return None
         try:
-            reserved = await self._admit(f"req-{uuid.uuid4()}", claims)
+            # Request counts are final at once: no record, so the id is never stored.
+            reserved = await self._admit("requests", claims)
         except CountersUnavailable:
             if method_class is MethodClass.READ and self._gw.reads_fail_open:
                 return None
