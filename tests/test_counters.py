@@ -308,6 +308,16 @@ async def test_admit_with_only_a_version_to_prove(rig: Rig) -> None:
     assert isinstance(await counters.admit("p", now=NOW, version=2), StaleState)
 
 
+async def test_admit_reads_what_the_request_needs_next_once_admitted(rig: Rig) -> None:
+    counters = rig.counters()
+    await rig.redis.hset("wg:balance:{1337:0xabc}", "latest", "0x10")
+    reads = [("wg:balance:{1337:0xabc}", "latest"), ("wg:balance:{1337:0xdef}", "latest")]
+    admitted = await counters.admit("r", requests=[_rate(1)], now=NOW, reads=reads)
+    assert isinstance(admitted, Reservation) and admitted.read == ("0x10", None)
+    refused = await counters.admit("r", requests=[_rate(1)], now=NOW, reads=reads)
+    assert isinstance(refused, CounterRefusal)
+
+
 # -- precision -------------------------------------------------------------------------------
 
 

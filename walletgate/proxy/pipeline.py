@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from walletgate.intents import DecodedRequest, DecodeError, MethodClass
 from walletgate.policies.claims import REQUESTS
-from walletgate.policies.decision import Decision, Finding, Outcome, Reason
+from walletgate.policies.decision import CounterClaim, Decision, Finding, Outcome, Reason
 from walletgate.policies.evaluator import evaluate, request_rate_claims
 from walletgate.policies.model import PolicySet, Wallet
 from walletgate.policies.request import SpendRequest
@@ -38,7 +38,12 @@ from walletgate.proxy.evm.reads import balance_query
 from walletgate.proxy.jsonrpc import dumps
 from walletgate.proxy.metrics import Metrics
 from walletgate.storage.audit import AuditOutcome, AuditRecord, AuditUnavailable, AuditWriter
-from walletgate.storage.balance_cache import drop_balances, get_balances, put_balance
+from walletgate.storage.balance_cache import (
+    balance_entry,
+    drop_balances,
+    get_balances,
+    put_balance,
+)
 from walletgate.storage.cache_keys import balance_key
 from walletgate.storage.counters import (
     CounterRefusal,
@@ -179,10 +184,11 @@ class CallHandler:
     async def _admit(
         self,
         reservation_id: str,
-        requests: Any,
-        spend: Any = (),
+        requests: Sequence[CounterClaim],
+        spend: Sequence[CounterClaim] = (),
         *,
         now: float | None = None,
+        reads: Sequence[tuple[str, str]] = (),
     ) -> Reservation | CounterRefusal:
         """``Counters.admit`` with the version proof this request still owes, if any."""
         admitted = await self._gw.counters.admit(
@@ -191,6 +197,7 @@ class CallHandler:
             spend=spend,
             now=self._gw.clock().timestamp() if now is None else now,
             version=self._unproven_version,
+            reads=reads,
         )
         if isinstance(admitted, StaleState):
             raise StateMoved
@@ -208,11 +215,11 @@ class CallHandler:
         if method_class in (MethodClass.SPENDING, MethodClass.SIGNING):
             # Counted against request rates once decoded, so wallet-scoped limits apply.
             return await self._spend(call_id, method, method_class, params)
+        if method_class is MethodClass.READ:
+            return (await self._reads([(call_id, method, params)]))[0]
         limited = await self._count_request(call_id, method_class, None)
         if limited is not None:
             return limited
-        if method_class is MethodClass.READ:
-            return await self._read(call_id, method, params)
         self._gw.metrics.decisions.labels(decision="deny", reason=Reason.METHOD_NOT_ALLOWED).inc()
         return errors.error_object(
             call_id,
@@ -223,32 +230,48 @@ class CallHandler:
         )
 
     async def _count_request(
-        self, call_id: Any, method_class: MethodClass, wallet: Wallet | None, *, calls: int = 1
+        self, call_id: Any, method_class: MethodClass, wallet: Wallet | None
     ) -> Response | None:
-        """Count this call (or ``calls`` read calls together) against the agent's (and,
-        for spends, the wallet's) request-rate limits: every call counts, allowed or not.
+        """Count this call against the agent's (and, for spends, the wallet's) request-rate
+        limits: every call counts, allowed or not.
 
         Returns the refusal when a limit is reached, or when the counters cannot be
         reached and the call is a spend (or reads are configured to fail closed).
         """
+        admitted = await self._admit_request(call_id, method_class, wallet)
+        return admitted if isinstance(admitted, dict) else None
+
+    async def _admit_request(
+        self,
+        call_id: Any,
+        method_class: MethodClass,
+        wallet: Wallet | None,
+        *,
+        calls: int = 1,
+        reads: Sequence[tuple[str, str]] = (),
+    ) -> Response | Reservation | None:
+        """:meth:`_count_request` for ``calls`` calls together, reading the hash fields
+        ``reads`` in the same round trip: the refusal, the admission (with the values
+        read), or ``None`` when no admission was made (nothing to count and the state
+        already proven, or the counters failed and reads fail open)."""
         claims = [
             dataclasses.replace(claim, amount=claim.amount * calls)
             for claim in request_rate_claims(self._caller.agent_id, wallet, self._policies)
         ]
-        if not claims and self._unproven_version is None:
+        if not claims and self._unproven_version is None and not reads:
             return None
         try:
             # Request counts are final at once: no record, so the id is never stored.
-            reserved = await self._admit("requests", claims)
+            admitted = await self._admit("requests", claims, reads=reads)
         except CountersUnavailable:
             if method_class is MethodClass.READ and self._gw.reads_fail_open:
                 return None
             decision = _unavailable("rate counters unavailable")
             self._count(decision)
             return _refusal(call_id, decision, None)
-        if isinstance(reserved, CounterRefusal):
-            return self._rate_limited(call_id, reserved)
-        return None
+        if isinstance(admitted, CounterRefusal):
+            return self._rate_limited(call_id, admitted)
+        return admitted
 
     def _rate_limited(self, call_id: Any, refusal: CounterRefusal) -> Response:
         """The answer to a call over a request-rate limit (not logged: nothing to spend)."""
@@ -259,9 +282,6 @@ class CallHandler:
 
     # -- reads ---------------------------------------------------------------------------
 
-    async def _read(self, call_id: Any, method: str, params: Any) -> Response:
-        return (await self._answer_reads([(call_id, method, params)]))[0]
-
     async def handle_reads(self, calls: Sequence[tuple[Any, str, Any]]) -> list[Response]:
         """A run of read calls of one batch, decided as one unit: counted against the
         request-rate limits together (all of them, or none when they do not all fit),
@@ -269,62 +289,73 @@ class CallHandler:
         in one batch. Returns their responses in order."""
         for _ in calls:
             self._gw.metrics.requests.labels(method_class=str(MethodClass.READ)).inc()
-        if self._reads_only:
-            return await self._answer_reads(calls)
-        limited = await self._count_request(calls[0][0], MethodClass.READ, None, calls=len(calls))
-        if limited is not None:
-            return [_with_id(limited, call_id) for call_id, _, _ in calls]
-        return await self._answer_reads(calls)
+        return await self._reads(calls)
 
-    async def _answer_reads(self, calls: Sequence[tuple[Any, str, Any]]) -> list[Response]:
+    async def _reads(self, calls: Sequence[tuple[Any, str, Any]]) -> list[Response]:
         chain_id = self._backend.backend.chain_id
         queries = [
             balance_query(params) if method == "eth_getBalance" else None
             for _, method, params in calls
         ]
-        cached = await self._cached_balances(queries)
+        entries = [balance_entry(chain_id, *query) for query in queries if query is not None]
+        admitted = await self._admit_request(
+            calls[0][0], MethodClass.READ, None, calls=len(calls), reads=entries
+        )
+        if isinstance(admitted, dict):
+            return [_with_id(admitted, call_id) for call_id, _, _ in calls]
+        if admitted is not None and entries:
+            found: Sequence[str | None] = admitted.read
+        else:
+            found = await self._cached_balances(entries)
+        self._note_cache_use(found)
+        cached = iter(found)
         answers: list[Response | None] = [None] * len(calls)
-        for i, balance in enumerate(cached):
+        for i, query in enumerate(queries):
+            balance = next(cached) if query is not None else None
             if balance is not None:
                 answers[i] = {"jsonrpc": "2.0", "id": calls[i][0], "result": balance}
         missing = [i for i, answer in enumerate(answers) if answer is None]
         replies = await self._forward_together([call_json(*calls[i]) for i in missing])
         for i, reply in zip(missing, replies, strict=True):
-            call_id, query = calls[i][0], queries[i]
-            if reply.body is None:
-                answers[i] = errors.error_object(
-                    call_id, errors.RESOURCE_UNAVAILABLE, f"backend unavailable: {reply.detail}"
-                )
-                continue
-            result = reply.body.get("result") if isinstance(reply.body, dict) else None
-            if (
-                query is not None
-                and reply.outcome is ForwardOutcome.SUCCESS
-                and isinstance(result, str)
-            ):
-                # On a Redis error the next read is a cache miss; this answer is still right.
-                with contextlib.suppress(RedisError, CacheUnavailable):
-                    await put_balance(
-                        self._gw.redis, chain_id, *query, result, self._gw.balance_ttl
-                    )
-            answers[i] = _with_id(reply.body, call_id)
+            answers[i] = await self._answer_read(calls[i][0], queries[i], reply)
         return [answer for answer in answers if answer is not None]
 
-    async def _cached_balances(self, queries: Sequence[tuple[str, str] | None]) -> list[str | None]:
-        """The balance cache's answers (one round trip), ``None`` where it has none."""
-        wanted = [query for query in queries if query is not None]
-        if not wanted:
-            return [None] * len(queries)
+    async def _answer_read(
+        self, call_id: Any, query: tuple[str, str] | None, reply: BackendReply
+    ) -> Response:
+        """The backend's answer to one read, remembered in the balance cache if it is one."""
+        if reply.body is None:
+            return errors.error_object(
+                call_id, errors.RESOURCE_UNAVAILABLE, f"backend unavailable: {reply.detail}"
+            )
+        result = reply.body.get("result") if isinstance(reply.body, dict) else None
+        cacheable = reply.outcome is ForwardOutcome.SUCCESS and isinstance(result, str)
+        if query is not None and cacheable and isinstance(result, str):
+            # On a Redis error the next read is a cache miss; this answer is still right.
+            with contextlib.suppress(RedisError, CacheUnavailable):
+                await put_balance(
+                    self._gw.redis,
+                    self._backend.backend.chain_id,
+                    *query,
+                    result,
+                    self._gw.balance_ttl,
+                )
+        return _with_id(reply.body, call_id)
+
+    async def _cached_balances(self, entries: Sequence[tuple[str, str]]) -> Sequence[str | None]:
+        """The balance cache's answers (one round trip), ``None`` where it has none or
+        Redis fails (the reads then go to the backend)."""
+        if not entries:
+            return []
         try:
-            found = iter(await get_balances(self._gw.redis, self._backend.backend.chain_id, wanted))
+            return await get_balances(self._gw.redis, entries)
         except (RedisError, CacheUnavailable):
-            found = iter([None] * len(wanted))
-        answers = [None if query is None else next(found) for query in queries]
-        for query, answer in zip(queries, answers, strict=True):
-            if query is not None:
-                result = "miss" if answer is None else "hit"
-                self._gw.metrics.balance_cache.labels(result=result).inc()
-        return answers
+            return [None] * len(entries)
+
+    def _note_cache_use(self, found: Sequence[str | None]) -> None:
+        for balance in found:
+            result = "miss" if balance is None else "hit"
+            self._gw.metrics.balance_cache.labels(result=result).inc()
 
     async def _forward_together(self, payloads: list[dict[str, Any]]) -> list[BackendReply]:
         """Forward calls in one backend request (a JSON-RPC batch when there are several);

@@ -14,6 +14,12 @@ from walletgate.storage.redis_client import RedisClient
 from walletgate.storage.redis_guard import redis_errors
 
 
+def balance_entry(chain_id: int, address: str, block_tag: str) -> tuple[str, str]:
+    """The Redis hash and field that cache one balance answer (for callers that read it
+    in a round trip of their own, such as the request's admission)."""
+    return balance_key(chain_id, address), _field(block_tag)
+
+
 def _field(block_tag: str) -> str:
     # "0x1A" and "0x1a" are the same block; "Latest" is not a valid tag but harmless.
     return block_tag.lower()
@@ -33,18 +39,17 @@ async def get_balance(
     return None if raw is None else _text(raw)
 
 
-async def get_balances(
-    redis: RedisClient, chain_id: int, queries: Sequence[tuple[str, str]]
-) -> list[str | None]:
-    """:func:`get_balance` for several ``(address, block_tag)`` queries, in one round trip
-    (one per node on a cluster)."""
-    if len(queries) == 1:
-        return [await get_balance(redis, chain_id, *queries[0])]
+async def get_balances(redis: RedisClient, entries: Sequence[tuple[str, str]]) -> list[str | None]:
+    """Cached answers of several :func:`balance_entry` entries, in one round trip (one
+    per node on a cluster), ``None`` where there is none."""
     with redis_errors("reading the balance cache"):
-        async with redis.pipeline(transaction=False) as pipe:
-            for address, block_tag in queries:
-                pipe.hget(balance_key(chain_id, address), _field(block_tag))
-            found = await pipe.execute()
+        if len(entries) == 1:
+            found = [await redis.hget(*entries[0])]
+        else:
+            async with redis.pipeline(transaction=False) as pipe:
+                for key, field in entries:
+                    pipe.hget(key, field)
+                found = await pipe.execute()
     return [None if raw is None else _text(raw) for raw in found]
 
 

@@ -61,13 +61,18 @@ end
 #    counted: the caller refreshes its state and decides again.
 # 2. request counters (``r`` of them, counted whatever the decision): all fit and are
 #    added for good, or none is added and the refusing one is named;
-# 3. spend counters, in ``g`` groups of ARGV[4 + k] counters: all fit and are added,
+# 3. spend counters, in ``g`` groups of ARGV[5 + k] counters: all fit and are added,
 #    each group's amounts written to its reservation record (the last ``g`` KEYS) so
 #    they can be settled exactly once; or none is added (the request counts stay).
 #
-# ARGV: expected version or '', record ttl, r, g, the g group sizes, then five values
-# per counter (requests first). Missing counters are reported before anything is added.
-# On one Redis server a whole request is one call; on a cluster, one call per hash tag.
+# 4. once admitted, the ``h`` hash fields the request will need next (its cached
+#    balances) are read and returned after the 0: {0, value or false, ...}.
+#
+# ARGV: expected version or '', record ttl, r, g, h, the g group sizes, five values per
+# counter (requests first), then the h hash fields. KEYS: the version key (when
+# checked), the counters, the g records, the h hashes. Missing counters are reported
+# before anything is added. On one Redis server a whole request is one call; on a
+# cluster, one call per hash tag (and the hashes are read apart).
 ADMIT = (
     _CHECK
     + """
@@ -77,9 +82,9 @@ if ARGV[1] ~= '' then
   local seen = tonumber(redis.call('GET', KEYS[1]))
   if seen == nil or seen > tonumber(ARGV[1]) then return {-2} end
 end
-local r, g = tonumber(ARGV[3]), tonumber(ARGV[4])
-local ao, n = 4 + g, r
-for k = 1, g do n = n + tonumber(ARGV[4 + k]) end
+local r, g, h = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local ao, n = 5 + g, r
+for k = 1, g do n = n + tonumber(ARGV[5 + k]) end
 local absent = missing(1, n, ko)
 if absent then return absent end
 local refused = check(1, r, ko, ao, true)
@@ -96,14 +101,18 @@ if refused then return refused end
 local i = r
 for k = 1, g do
   local record = KEYS[ko + n + k]
-  for _ = 1, tonumber(ARGV[4 + k]) do
+  for _ = 1, tonumber(ARGV[5 + k]) do
     i = i + 1
     local base = add(i)
     redis.call('HSET', record, KEYS[ko + i], ARGV[base + 1] .. ' ' .. ARGV[base + 3])
   end
   redis.call('EXPIRE', record, ARGV[2])
 end
-return {0}
+local answer, fo = {0}, ao + n * 5
+for j = 1, h do
+  answer[j + 1] = redis.call('HGET', KEYS[ko + n + g + j], ARGV[fo + j])
+end
+return answer
 """
 )
 

@@ -107,6 +107,8 @@ class Reservation:
 
     id: str
     groups: tuple[tuple[str, int], ...]
+    #: The hash fields ``admit`` was asked to read, in order (``None`` where absent).
+    read: tuple[str | None, ...] = ()
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -194,10 +196,12 @@ def _grouped(claims: Sequence[CounterClaim]) -> list[tuple[str, list[Counter]]]:
 
 @dataclass(frozen=True, slots=True)
 class _Call:
-    """One ADMIT call: request counters, then spend counters by group."""
+    """One ADMIT call: request counters, then spend counters by group, then the hash
+    fields to read once admitted."""
 
     requests: list[Counter]
     groups: list[tuple[str, list[Counter]]]
+    reads: Sequence[tuple[str, str]] = ()
 
     @property
     def counters(self) -> list[Counter]:
@@ -205,12 +209,16 @@ class _Call:
 
 
 def _calls(
-    requests: list[Counter], groups: list[tuple[str, list[Counter]]], *, cluster: bool
+    requests: list[Counter],
+    groups: list[tuple[str, list[Counter]]],
+    reads: Sequence[tuple[str, str]],
+    *,
+    cluster: bool,
 ) -> list[_Call]:
     """One call for everything on a single server; one per hash tag, in tag order, on a
-    cluster (a script may only touch keys of one slot there)."""
+    cluster (a script may only touch keys of one slot there; the reads go apart)."""
     if not cluster:
-        return [_Call(requests, groups)]
+        return [_Call(requests, groups, reads)]
     spend = dict(groups)
     tags = sorted({c.group for c in requests} | spend.keys())
     return [
@@ -277,6 +285,7 @@ class Counters:
         spend: Sequence[CounterClaim] = (),
         now: float,
         version: int | None = None,
+        reads: Sequence[tuple[str, str]] = (),
     ) -> Reservation | CounterRefusal | StaleState:
         """Count one request and reserve its spend, in one round trip on one server.
 
@@ -285,13 +294,16 @@ class Counters:
         counted. Then ``requests`` (request-rate claims) are counted for good, or the
         refusing one is returned with nothing counted. Then ``spend`` is reserved, all
         or none: the reservation (empty without spend claims) or the refusing claim,
-        with the request still counted.
+        with the request still counted. Once admitted, the ``(hash key, field)`` pairs of
+        ``reads`` (what the request needs next, such as cached balances) are read, in
+        the same round trip on one server, into ``Reservation.read``.
 
         Raises :class:`CountersUnavailable` when Redis fails (anything reserved so far
         is taken back if Redis still answers) or a missing counter cannot be rebuilt.
         """
         cluster = isinstance(self._redis, RedisCluster)
         done: list[tuple[str, int]] = []
+        read: list[Any] = []
         try:
             if cluster and version is not None:
                 # A cluster script cannot also read the version key (another slot).
@@ -299,35 +311,47 @@ class Counters:
                 if seen is None or seen > version:
                     return StaleState()
                 version = None
-            for call in _calls(_merged(requests), _grouped(spend), cluster=cluster):
+            calls = _calls(_merged(requests), _grouped(spend), reads, cluster=cluster)
+            for call in calls:
                 answer = await self._admit_call(reservation_id, call, now, version)
-                if answer is not None:
+                if not isinstance(answer, list):
                     await self.refund(Reservation(reservation_id, tuple(done)))
                     return answer
                 done += [(tag, len(counters)) for tag, counters in call.groups]
+                read += answer
+            if cluster and reads:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for key, field in reads:
+                        pipe.hget(key, field)
+                    read = await pipe.execute()
         except _CHECK_ERRORS as exc:
             with contextlib.suppress(CountersUnavailable):
                 await self.refund(Reservation(reservation_id, tuple(done)))
             raise _unavailable(exc) from exc
-        return Reservation(reservation_id, tuple(done))
+        values = tuple(None if value is None else _text(value) for value in read)
+        return Reservation(reservation_id, tuple(done), values)
 
     async def _admit_call(
         self, reservation_id: str, call: _Call, now: float, version: int | None
-    ) -> CounterRefusal | StaleState | None:
+    ) -> CounterRefusal | StaleState | list[Any]:
+        """One ADMIT script: what it refused, or the values of ``call.reads``."""
         counters = call.counters
-        if not counters and version is None:
-            return None
+        if not counters and version is None and not call.reads:
+            return []
         record_ttl, counter_args = _counter_args(counters, now)
         keys = [STATE_VERSION_KEY] if version is not None else []
         keys += [c.key for c in counters]
         keys += [record_key(tag, reservation_id) for tag, _ in call.groups]
+        keys += [key for key, _ in call.reads]
         args: list[Any] = [
             "" if version is None else version,
             record_ttl,
             len(call.requests),
             len(call.groups),
+            len(call.reads),
             *(len(group) for _, group in call.groups),
             *counter_args,
+            *(field for _, field in call.reads),
         ]
         return await self._check(self._admit, keys, args, counters, now)
 
@@ -342,7 +366,7 @@ class Counters:
                 _, args = _counter_args(counters, now)
                 refusal = await self._check(self._peek, keys, args, counters, now)
                 assert not isinstance(refusal, StaleState)  # PEEK reads no version
-                if refusal is not None:
+                if isinstance(refusal, CounterRefusal):
                     return refusal
         except _CHECK_ERRORS as exc:
             raise _unavailable(exc) from exc
@@ -407,13 +431,15 @@ class Counters:
         args: list[Any],
         counters: list[Counter],
         now: float,
-    ) -> CounterRefusal | StaleState | None:
-        """Run ADMIT or PEEK, rebuilding missing counters and retrying."""
+    ) -> CounterRefusal | StaleState | list[Any]:
+        """Run ADMIT or PEEK, rebuilding missing counters and retrying. Returns what
+        refused, or the rest of the script's answer (ADMIT's hash values) when nothing
+        did."""
         for _ in range(_REBUILD_ATTEMPTS):
             answer = await script(keys=keys, args=args)
             code = int(answer[0])
             if code == 0:
-                return None
+                return list(answer[1:])
             if code == _STALE:
                 return StaleState()
             if code > 0:
