@@ -91,19 +91,58 @@ def _dumps(value: Any) -> str:
     return json.dumps(_jsonb_safe(value), separators=(",", ":"), default=str, allow_nan=False)
 
 
+# One statement per group commit, whatever the batch size: the rows go as one array per
+# column and unnest() turns them back into rows. PostgreSQL parses, plans and executes
+# one statement instead of one per row. Identifier columns go as text[]: the assignment
+# to the wg_id columns applies the domain's CHECK to every element, as a text parameter
+# did. A row's jsonb columns go as one JSON array (one json.dumps per row, one array
+# element: asyncpg checks every element of an array parameter in Python), taken apart
+# by position; a JSON null there is only ever a None (SQL NULL) of a nullable column.
 _INSERT = """
 INSERT INTO transactions (id, created_at, agent_id, wallet_id, owner_id, chain_id, backend,
-    method, request, intents, decision, reason, explanation, status, amounts, usd_value,
+    method, decision, reason, status, usd_value, request, intents, explanation, amounts,
     claims, timings)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11, $12, $13::jsonb, $14,
-    $15::jsonb, $16, $17::jsonb, $18::jsonb)
+SELECT u.id, u.created_at, u.agent_id, u.wallet_id, u.owner_id, u.chain_id, u.backend,
+       u.method, u.decision, u.reason, u.status, u.usd_value, u.json -> 0, u.json -> 1,
+       u.json -> 2, u.json -> 3, u.json -> 4, u.json -> 5
+  FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
+              $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
+              $12::numeric[], $13::jsonb[])
+       AS u (id, created_at, agent_id, wallet_id, owner_id, chain_id, backend, method,
+             decision, reason, status, usd_value, json)
 """
 
+# A batch of one row goes as the plain statement with the same arguments: PostgreSQL
+# plans the unnest() statements for every execution (a generic plan would assume 100
+# rows), which costs more than it saves when there is one row.
+_INSERT_ONE = """
+INSERT INTO transactions (id, created_at, agent_id, wallet_id, owner_id, chain_id, backend,
+    method, decision, reason, status, usd_value, request, intents, explanation, amounts,
+    claims, timings)
+VALUES ($1::uuid, $2::timestamptz, $3::text, $4::text, $5::text, $6::bigint, $7::text,
+        $8::text, $9::text, $10::text, $11::text, $12::numeric, $13::jsonb -> 0,
+        $13::jsonb -> 1, $13::jsonb -> 2, $13::jsonb -> 3, $13::jsonb -> 4, $13::jsonb -> 5)
+"""
+
+_INSERT_APPROVALS = """
+INSERT INTO approvals (id, transaction_id) SELECT * FROM unnest($1::uuid[], $2::uuid[])
+"""
+
+# Each row is updated at most once per statement (see _rounds).
 _UPDATE = """
+UPDATE transactions AS t
+   SET status = u.status, settled_at = u.settled_at, tx_hash = u.tx_hash,
+       backend_error = nullif(u.json -> 0, 'null'), timings = t.timings || (u.json -> 1)
+  FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::jsonb[])
+       AS u (id, status, settled_at, tx_hash, json)
+ WHERE t.id = u.id
+"""
+
+_UPDATE_ONE = """
 UPDATE transactions
-   SET status = $2, settled_at = $3, tx_hash = $4, backend_error = $5::jsonb,
-       timings = timings || $6::jsonb
- WHERE id = $1
+   SET status = $2::text, settled_at = $3::timestamptz, tx_hash = $4::text,
+       backend_error = nullif($5::jsonb -> 0, 'null'), timings = timings || ($5::jsonb -> 1)
+ WHERE id = $1::uuid
 """
 
 
@@ -117,16 +156,20 @@ def _insert_args(record: AuditRecord) -> tuple[Any, ...]:
         record.chain_id,
         record.backend,
         record.method,
-        _dumps(record.request),
-        _dumps(list(record.intents)),
         record.decision,
         record.reason,
-        _dumps(record.explanation),
         record.status,
-        _dumps({asset: str(units) for asset, units in record.amounts.items()}),
         record.usd_value,
-        _dumps(list(record.claims)),
-        _dumps(record.timings),
+        _dumps(
+            [
+                record.request,
+                list(record.intents),
+                record.explanation,
+                {asset: str(units) for asset, units in record.amounts.items()},
+                list(record.claims),
+                record.timings,
+            ]
+        ),
     )
 
 
@@ -141,8 +184,8 @@ def _update_args(outcome: AuditOutcome) -> tuple[Any, ...]:
         outcome.status,
         outcome.settled_at,
         tx_hash if tx_hash and _TX_HASH.match(tx_hash) else None,
-        None if outcome.backend_error is None else _dumps(outcome.backend_error),
-        _dumps(outcome.timings),
+        # A None backend_error becomes JSON null, and that SQL NULL (nullif above).
+        _dumps([outcome.backend_error, outcome.timings]),
     )
 
 
@@ -278,14 +321,44 @@ class AuditWriter:
     ) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             if inserts:
-                await conn.executemany(_INSERT, [_insert_args(r) for r, _ in inserts])
+                await _execute(conn, _INSERT, _INSERT_ONE, [_insert_args(r) for r, _ in inserts])
                 approvals = [(r.approval_id, r.id) for r, _ in inserts if r.approval_id]
                 if approvals:
-                    await conn.executemany(
-                        "INSERT INTO approvals (id, transaction_id) VALUES ($1, $2)", approvals
-                    )
-            if updates:
-                await conn.executemany(_UPDATE, [_update_args(u) for u in updates])
+                    await conn.execute(_INSERT_APPROVALS, *_columns(approvals))
+            for round_ in _rounds(updates):
+                await _execute(conn, _UPDATE, _UPDATE_ONE, [_update_args(u) for u in round_])
+
+
+async def _execute(
+    conn: asyncpg.Connection, many: str, one: str, rows: list[tuple[Any, ...]]
+) -> None:
+    """``rows`` (at least one) as one statement: ``many`` takes a column per argument."""
+    if len(rows) == 1:
+        await conn.execute(one, *rows[0])
+    else:
+        await conn.execute(many, *_columns(rows))
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+    """``rows`` (at least one) as one list per column: the arrays unnest() takes."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def _rounds(updates: list[AuditOutcome]) -> list[list[AuditOutcome]]:
+    """``updates`` split so that no round updates a row twice, in queue order per row.
+
+    An UPDATE … FROM joining a row to two outcomes applies only one of them, chosen by
+    the plan, whereas one statement per outcome applied both in order (the later status
+    wins, both timings are merged). Almost always there is one round."""
+    rounds: list[list[AuditOutcome]] = []
+    seen: dict[UUID, int] = {}
+    for outcome in updates:
+        index = seen.get(outcome.id, 0)
+        seen[outcome.id] = index + 1
+        if index == len(rounds):
+            rounds.append([])
+        rounds[index].append(outcome)
+    return rounds
 
 
 #: SQLSTATE classes that say "try again later", not "this row is wrong": connection
