@@ -65,6 +65,25 @@ async def test_a_row_the_database_refuses_does_not_spoil_its_batch(pool: asyncpg
     await writer.close()
 
 
+async def test_a_value_that_cannot_be_encoded_is_isolated_and_the_writer_survives(
+    pool: asyncpg.Pool,
+) -> None:
+    writer = AuditWriter(pool, max_batch=64)
+    await writer.start()
+    good = [_record() for _ in range(3)]
+    # json refuses ints past 4,300 digits, asyncpg a chain id past 64 bits: neither is a
+    # database error, and neither may take the writer down with it.
+    unencodable = [_record(request={"huge": 10**5000}), _record(chain_id=2**70)]
+    results = await asyncio.gather(
+        *(writer.insert(r) for r in [good[0], *unencodable, *good[1:]]), return_exceptions=True
+    )
+    assert [type(r) for r in results[1:3]] == [AuditUnavailable, AuditUnavailable]
+    assert [results[0], *results[3:]] == [None] * 3
+    await asyncio.wait_for(writer.insert(_record()), 10)  # still writing
+    assert await pool.fetchval("SELECT count(*) FROM transactions") == 4
+    await writer.close()
+
+
 async def test_a_malformed_outcome_still_settles_the_row(pool: asyncpg.Pool) -> None:
     writer = AuditWriter(pool)
     await writer.start()

@@ -71,6 +71,10 @@ class AuditOutcome:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+# What writing a batch may raise that is not a bug of walletgate's.
+_WRITE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+
 def _jsonb_safe(value: Any) -> Any:
     """``value`` with what PostgreSQL's jsonb cannot hold replaced, so that no content a
     client or a backend sends can make a row (and with it the whole group-committed
@@ -257,6 +261,11 @@ class AuditWriter:
                     # One row the database refuses must not spoil the batch (or, retried
                     # forever, every batch after it): write them one at a time.
                     await self._write_each(inserts, updates)
+                except (asyncpg.DataError, ValueError, TypeError):
+                    # A value that cannot even be encoded (an int past asyncpg's or json's
+                    # limits): isolated like a refused row, or the writer task would die
+                    # and leave every insert() waiting forever.
+                    await self._write_each(inserts, updates)
                 except (OSError, asyncpg.InterfaceError, TimeoutError) as exc:
                     if not await self._retry_later(inserts, updates, exc, backoff):
                         return
@@ -294,7 +303,7 @@ class AuditWriter:
         for record, future in inserts:
             try:
                 await asyncio.wait_for(self._write([(record, future)], []), self._timeout)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            except (*_WRITE_ERRORS, ValueError, TypeError) as exc:
                 _log.error("audit row %s refused: %s", record.id, exc)
                 if not future.done():
                     future.set_exception(AuditUnavailable(f"audit row refused: {exc}"))
@@ -308,12 +317,7 @@ class AuditWriter:
                 try:
                     await asyncio.wait_for(self._write([], [attempt]), self._timeout)
                     break
-                except (
-                    OSError,
-                    asyncpg.PostgresError,
-                    asyncpg.InterfaceError,
-                    TimeoutError,
-                ) as exc:
+                except (*_WRITE_ERRORS, ValueError, TypeError) as exc:
                     _log.error("audit outcome of %s refused: %s", outcome.id, exc)
 
     async def _write(
