@@ -686,6 +686,39 @@ def test_decision(case: Case) -> None:
         assert decision.message.startswith("denied: ")
 
 
+def test_a_policy_set_that_has_judged_other_requests_decides_the_same() -> None:
+    # The judges keep what depends only on a rule with the policy set (texts, the
+    # verdicts of list rules and rate limits): no request may see another's.
+    for case in CASES:
+        warm = world(*case.policies)
+        for other in CASES:
+            evaluate(other.request, warm, NOW)
+        assert evaluate(case.request, warm, NOW) == evaluate(
+            case.request, world(*case.policies), NOW
+        ), case.name
+
+
+def test_what_the_judges_keep_is_kept_per_wallet_and_chain() -> None:
+    rules = (
+        RateLimit("per-wallet", "transactions", 20, 3600, Scope.WALLET),
+        ChainAllowlist("chains", frozenset({CHAIN, OTHER_CHAIN})),
+        CumulativeCap("eth-daily", eth_limit("5"), Window(seconds=86400), Scope.WALLET),
+    )
+    shared = world(policy("p", *rules, scope=Scope.OWNER, target="acme"))
+    requests = [
+        spend(native(ALICE, 1)),
+        spend(native(ALICE, 1, wallet=PAYROLL_MAIN), agent="payroll", wallet=PAYROLL_MAIN),
+        spend(
+            native(ALICE, 1, wallet=TRADER_FAR, chain=OTHER_CHAIN),
+            wallet=TRADER_FAR,
+            chain_id=OTHER_CHAIN,
+        ),
+    ]
+    for request in requests * 2:
+        fresh = world(policy("p", *rules, scope=Scope.OWNER, target="acme"))
+        assert evaluate(request, shared, NOW) == evaluate(request, fresh, NOW)
+
+
 # -- explanations ------------------------------------------------------------------------
 
 

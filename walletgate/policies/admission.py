@@ -70,13 +70,34 @@ def malformation(decoded: DecodedRequest) -> str | None:
         where = f"intents[{index}]"
         if not isinstance(intent, _INTENT_TYPES):
             return f"{where}: {type(intent).__name__} is not an intent"
-        for field in fields(intent):
-            value = getattr(intent, field.name)
-            if field.name in _ADDRESS_FIELDS and value is not None and not _is_canonical(value):
-                return f"{where}.{field.name}: {value!r} is not a canonical address"
-            if field.name in _AMOUNT_FIELDS and not _is_base_units(value):
-                return f"{where}.{field.name}: {value!r} is not a non-negative integer"
+        checks = _CHECKED_FIELDS.get(type(intent))
+        if checks is None:  # a subclass of an intent type
+            checks = _checked_fields(type(intent))
+        for name, is_address in checks:
+            value = getattr(intent, name)
+            if is_address:
+                if value is not None and not _is_canonical(value):
+                    return f"{where}.{name}: {value!r} is not a canonical address"
+            elif not _is_base_units(value):
+                return f"{where}.{name}: {value!r} is not a non-negative integer"
     return None
+
+
+def _checked_fields(intent_type: type) -> tuple[tuple[str, bool], ...]:
+    """The fields of an intent type that ``malformation`` checks, in declaration order,
+    each with whether it is an address (else an amount)."""
+    return tuple(
+        (field.name, field.name in _ADDRESS_FIELDS)
+        for field in fields(intent_type)
+        if field.name in _ADDRESS_FIELDS or field.name in _AMOUNT_FIELDS
+    )
+
+
+#: ``_checked_fields`` of every intent type, worked out once rather than through
+#: ``dataclasses.fields`` on every request.
+_CHECKED_FIELDS: dict[type, tuple[tuple[str, bool], ...]] = {
+    intent_type: _checked_fields(intent_type) for intent_type in _INTENT_TYPES
+}
 
 
 def admit(request: SpendRequest, policies: PolicySet) -> Wallet | Refusal:

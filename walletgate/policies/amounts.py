@@ -9,7 +9,6 @@ is a terminating decimal and converts back to ``Decimal`` exactly.
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -47,10 +46,10 @@ def to_decimal(value: Fraction) -> Decimal:
     Raises ``ValueError`` for a fraction with no finite decimal expansion.
     """
     denominator = value.denominator
-    twos = fives = 0
-    while denominator % 2 == 0:
-        denominator //= 2
-        twos += 1
+    # The power of two in the denominator is its count of trailing zero bits.
+    twos = (denominator & -denominator).bit_length() - 1
+    denominator >>= twos
+    fives = 0
     while denominator % 5 == 0:
         denominator //= 5
         fives += 1
@@ -67,14 +66,19 @@ def usd_value(asset: Asset, base_units: int, now: datetime) -> Fraction | None:
     price = asset.price_at(now)
     if price is None:
         return None
-    return Fraction(base_units) * Fraction(price) / Fraction(10) ** asset.decimals
+    # One exact Fraction from integers (Decimal.as_integer_ratio is exact), rather than
+    # three Fractions multiplied and divided: the same canonical value, one gcd.
+    numerator, denominator = price.as_integer_ratio()
+    return Fraction(base_units * numerator, denominator * 10**asset.decimals)
 
 
-def micro_usd_at_least(value: Fraction) -> int:
+def micro_usd_at_least(value: Fraction | int) -> int:
     """``value`` in whole micro-dollars rounded up: a request never counts for less."""
-    return math.ceil(value * MICRO_USD_PER_USD)
+    # Integer ceiling division: exact, without an intermediate Fraction.
+    return -(-value.numerator * MICRO_USD_PER_USD // value.denominator)
 
 
 def micro_usd_at_most(value: Decimal) -> int:
     """``value`` in whole micro-dollars rounded down: a limit never grows by rounding."""
-    return math.floor(Fraction(value) * MICRO_USD_PER_USD)
+    numerator, denominator = value.as_integer_ratio()  # exact, denominator > 0
+    return numerator * MICRO_USD_PER_USD // denominator

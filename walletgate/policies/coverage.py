@@ -63,6 +63,8 @@ from walletgate.policies.model import (
 )
 
 COVERAGE = "coverage"
+#: The rules that bound an amount of an asset (or of USD).
+_AMOUNT_BOUNDS = (PerTxCap, CumulativeCap)
 
 
 def coverage_gaps(
@@ -128,18 +130,19 @@ def _movement_gap(
             f"bound what is sent to {destination_of(intent)}"
         )
         return _finding(Reason.UNKNOWN_ASSET, detail)
-    what = describe_movement(Movement(intent, asset), facts.wallet.address)
     approval_limited = isinstance(intent, TokenApproval) and any(
         isinstance(rule, ApprovalLimit) and applies_to(rule.limit, asset) for rule in rules
     )
     if isinstance(intent, TokenApproval) and intent.unlimited and not approval_limited:
+        what = describe_movement(Movement(intent, asset), facts.wallet.address)
         detail = f"no approval_limit on {asset.symbol} allows the {what}"
         return _finding(Reason.UNLIMITED_APPROVAL, detail)
     bounded = approval_limited or any(
-        isinstance(rule, PerTxCap | CumulativeCap) and applies_to(rule.limit, asset)
-        for rule in rules
+        isinstance(rule, _AMOUNT_BOUNDS) and applies_to(rule.limit, asset) for rule in rules
     )
     if intent.amount > 0 and not bounded:
+        # Described only here: a covered movement (the common case) needs no text.
+        what = describe_movement(Movement(intent, asset), facts.wallet.address)
         detail = (
             f"no policy bounds the {what}: it needs a per_tx_cap or cumulative_cap "
             f"in {asset.symbol} or USD"

@@ -24,9 +24,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
+from operator import attrgetter
 
 from walletgate.policies.admission import Refusal, admit, malformation
-from walletgate.policies.amounts import to_decimal
 from walletgate.policies.claims import request_rate_claims
 from walletgate.policies.coverage import coverage_gaps
 from walletgate.policies.decision import CounterClaim, Decision, Finding, Outcome, Reason
@@ -88,7 +88,9 @@ def evaluate(request: SpendRequest, policies: PolicySet, now: datetime) -> Decis
             f"(agent {request.agent_id!r}, owner {admitted.owner!r})",
         )
         return _refused(refusal, exposure)
-    facts = RequestFacts(request, admitted, now, policies.assets, movements, exposure)
+    facts = RequestFacts(
+        request, admitted, now, policies.assets, movements, exposure, policies.judged
+    )
     rules = [(policy, rule) for policy in applicable for rule in policy.rules]
     verdicts = [
         verdict for policy, rule in rules if (verdict := judge(policy, rule, facts)) is not None
@@ -165,7 +167,7 @@ def _decide(
 
 def _claims(verdicts: Sequence[Verdict]) -> tuple[CounterClaim, ...]:
     claims = (verdict.claim for verdict in verdicts if verdict.claim is not None)
-    return tuple(sorted(claims, key=lambda claim: claim.key))
+    return tuple(sorted(claims, key=attrgetter("key")))
 
 
 def _refused(refusal: Refusal, exposure: Exposure) -> Decision:
@@ -179,4 +181,4 @@ def _refused(refusal: Refusal, exposure: Exposure) -> Decision:
 
 
 def _usd(exposure: Exposure) -> Decimal | None:
-    return None if exposure.usd is None else to_decimal(exposure.usd)
+    return exposure.usd_decimal()

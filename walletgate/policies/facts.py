@@ -9,18 +9,22 @@ request sums its movements per asset and values them in USD, exactly.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from fractions import Fraction
 from typing import TypeGuard
 
 from walletgate.intents import Intent, NativeTransfer, TokenApproval, TokenTransfer
-from walletgate.policies.amounts import format_asset_amount, usd_value
-from walletgate.policies.model import Asset, PolicySet, Wallet
+from walletgate.policies.amounts import format_asset_amount, to_decimal, usd_value
+from walletgate.policies.model import Asset, Policy, PolicySet, Rule, Wallet
 from walletgate.policies.request import SpendRequest
 
 #: Intents that move or approve value.
 Movable = NativeTransfer | TokenTransfer | TokenApproval
+
+#: The USD value of a request that moves nothing priced (Fractions are immutable).
+_ZERO_USD = Fraction(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +50,24 @@ class Exposure:
     amounts: tuple[tuple[str, int], ...]
     usd: Fraction | None
     unpriced: tuple[str, ...] = ()
+    _usd_decimal: Decimal | None = field(default=None, init=False, repr=False, compare=False)
+
+    def usd_decimal(self) -> Decimal | None:
+        """``usd`` as an exact Decimal (``None`` when unknown). Converted once: the
+        decision and the texts of USD rules both need it."""
+        if self.usd is None:
+            return None
+        if self._usd_decimal is None:
+            object.__setattr__(self, "_usd_decimal", to_decimal(self.usd))
+        return self._usd_decimal
 
     def amount_of(self, asset_id: str) -> int:
         """Base units of ``asset_id`` in the request (0 when it moves none)."""
-        return dict(self.amounts).get(asset_id, 0)
+        # A request moves one or two assets: a scan is cheaper than building a dict.
+        for amount_asset, amount in self.amounts:
+            if amount_asset == asset_id:
+                return amount
+        return 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,15 +80,24 @@ class RequestFacts:
     assets: Mapping[str, Asset]
     movements: tuple[Movement, ...]
     exposure: Exposure
+    #: The judges' memo of the policy set the request is judged under
+    #: (:attr:`PolicySet.judged`); a private one when none is given.
+    judged: dict[tuple[int, int, tuple[str, ...]], tuple[Policy, Rule, object]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    #: Where value goes: transfer recipients and approval spenders. Derived once here,
+    #: since both destination lists of every applicable policy ask for it.
+    destinations: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        destinations = frozenset(
+            destination_of(intent) for intent in self.intents if is_movable(intent)
+        )
+        object.__setattr__(self, "destinations", destinations)
 
     @property
     def intents(self) -> tuple[Intent, ...]:
         return self.request.decoded.intents
-
-    @property
-    def destinations(self) -> frozenset[str]:
-        """Where value goes: transfer recipients and approval spenders."""
-        return frozenset(destination_of(intent) for intent in self.intents if is_movable(intent))
 
 
 def is_movable(intent: Intent) -> TypeGuard[Movable]:
@@ -107,19 +134,22 @@ def measure(movements: Iterable[Movement], now: datetime) -> Exposure:
     for movement in movements:
         totals[movement.asset.id] = totals.get(movement.asset.id, 0) + movement.amount
         assets[movement.asset.id] = movement.asset
-    usd = Fraction(0)
+    amounts = tuple(sorted(totals.items()))
+    usd: Fraction | None = None  # no priced amount yet
     unpriced = []
-    for asset_id, amount in sorted(totals.items()):
+    for asset_id, amount in amounts:
         if amount == 0:
             continue  # nothing moves, so no price is needed
         value = usd_value(assets[asset_id], amount, now)
         if value is None:
             unpriced.append(asset_id)
         else:
-            usd += value
+            # Fractions are exact and canonical: starting from the first value rather
+            # than adding it to 0 gives the same value, without a gcd.
+            usd = value if usd is None else usd + value
     return Exposure(
-        amounts=tuple(sorted(totals.items())),
-        usd=None if unpriced else usd,
+        amounts=amounts,
+        usd=None if unpriced else (_ZERO_USD if usd is None else usd),
         unpriced=tuple(unpriced),
     )
 

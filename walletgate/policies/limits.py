@@ -57,7 +57,10 @@ def requested(limit: Limit, exposure: Exposure) -> Quantity | None:
 def exceeds(limit: Limit, quantity: Quantity) -> bool:
     """True when ``quantity`` is over the limit (reaching it exactly is within)."""
     if is_usd(limit):
-        return quantity > Fraction(usd_of(limit))
+        # quantity > usd, compared exactly by cross-multiplying the integer ratios
+        # (both denominators are positive) instead of building a Fraction of the limit.
+        numerator, denominator = usd_of(limit).as_integer_ratio()
+        return quantity.numerator * denominator > numerator * quantity.denominator
     return quantity > base_units_of(limit)
 
 
@@ -70,7 +73,9 @@ def describe_limit(limit: Limit, assets: Mapping[str, Asset]) -> str:
 
 def describe_quantity(limit: Limit, quantity: Quantity, assets: Mapping[str, Asset]) -> str:
     """A quantity in ``limit``'s unit for humans."""
-    if isinstance(quantity, Fraction) or limit.asset is None:
+    if isinstance(quantity, Fraction):
+        return format_usd(quantity)
+    if limit.asset is None:
         return format_usd(Fraction(quantity))
     asset = assets.get(limit.asset)
     if asset is None:

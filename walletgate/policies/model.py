@@ -283,6 +283,16 @@ class PolicySet:
     _scope_index: dict[tuple[Scope, str], tuple[Policy, ...]] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
+    #: ``policies_for`` per (wallet id, agent, owner), filled on first use: every spend
+    #: of a wallet needs it, and the three scope lookups (Enum hashing) add up.
+    _applicable_memo: dict[tuple[str, str | None, str], tuple[Policy, ...]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+    #: What the evaluator's judges derived from one rule of this set and one fact of a
+    #: request (``policies.rules``), kept with the set so that it is dropped with it.
+    _judged: dict[tuple[int, int, tuple[str, ...]], tuple[Policy, Rule, object]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         for wallet in self.wallets.values():
@@ -298,11 +308,20 @@ class PolicySet:
     def freeze_for(self, agent_id: str, wallet_id: str | None = None) -> Freeze | None:
         """The freeze that stops ``agent_id`` (acting for ``wallet_id``), if any: one on
         everyone first, then on the agent, then on the wallet."""
+        if not self.frozen:  # the common case: nothing to rank
+            return None
         rank = {("all", None): 0, ("agent", agent_id): 1}
         if wallet_id is not None:
             rank[("wallet", wallet_id)] = 2
         applying = [f for f in self.frozen if (f.scope, f.target) in rank]
         return min(applying, key=lambda f: rank[(f.scope, f.target)], default=None)
+
+    @property
+    def judged(self) -> dict[tuple[int, int, tuple[str, ...]], tuple[Policy, Rule, object]]:
+        """The judges' memo (see ``policies.rules``): (id(policy), id(rule), what) ->
+        (policy, rule, derived value). The objects are kept to check identity: an id is
+        only unique while its object lives."""
+        return self._judged
 
     def wallet_by_address(self, chain_id: int, address: str) -> Wallet | None:
         """The wallet with this canonical address on this chain, if walletgate knows it."""
@@ -320,6 +339,15 @@ class PolicySet:
 
     def policies_for(self, wallet: Wallet) -> tuple[Policy, ...]:
         """Enabled policies attached to the wallet, its agent or its owner."""
+        # Keyed on everything the answer depends on, not only the id: a caller may pass
+        # a Wallet that is not this set's own.
+        key = (wallet.id, wallet.agent, wallet.owner)
+        found = self._applicable_memo.get(key)
+        if found is None:
+            found = self._applicable_memo[key] = self._policies_for(wallet)
+        return found
+
+    def _policies_for(self, wallet: Wallet) -> tuple[Policy, ...]:
         found = self._scope_index.get((Scope.WALLET, wallet.id), ())
         if wallet.agent is not None:
             found += self._scope_index.get((Scope.AGENT, wallet.agent), ())

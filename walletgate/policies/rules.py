@@ -10,10 +10,10 @@ is the coverage check (``policies.coverage``) that refuses a call no allowlist a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from fractions import Fraction
+from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from walletgate.intents import (
@@ -24,7 +24,7 @@ from walletgate.intents import (
     MethodClass,
     TokenApproval,
 )
-from walletgate.policies.amounts import micro_usd_at_least, micro_usd_at_most
+from walletgate.policies.amounts import format_usd, micro_usd_at_least, micro_usd_at_most
 from walletgate.policies.claims import MICRO_USD, REQUESTS, cap_claim, rate_claim, scope_id
 from walletgate.policies.decision import CounterClaim, Finding, Reason
 from walletgate.policies.facts import RequestFacts, describe_movement, measure
@@ -61,6 +61,8 @@ from walletgate.policies.model import (
     Window,
 )
 
+T = TypeVar("T")
+
 _DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
@@ -80,6 +82,15 @@ class Verdict:
 
 def judge(policy: Policy, rule: Rule, facts: RequestFacts) -> Verdict | None:
     """The verdict of ``rule`` (in ``policy``) on the request; ``None`` if it does not judge it."""
+    # One dictionary lookup instead of up to thirteen class patterns; a subclass of a
+    # rule type (none exist) still finds its judge through the match below.
+    judge_of_type = _JUDGES.get(type(rule))
+    if judge_of_type is not None:
+        return judge_of_type(policy, rule, facts)
+    return _judge_by_pattern(policy, rule, facts)
+
+
+def _judge_by_pattern(policy: Policy, rule: Rule, facts: RequestFacts) -> Verdict | None:
     match rule:
         case PerTxCap():
             return per_tx_cap(policy, rule, facts)
@@ -117,7 +128,7 @@ def per_tx_cap(policy: Policy, rule: PerTxCap, facts: RequestFacts) -> Verdict:
     quantity = requested(rule.limit, facts.exposure)
     if quantity is None:
         return _unpriced(policy, rule, rule.limit, facts)
-    limit, asked = _texts(rule.limit, quantity, facts)
+    limit, asked = _texts(policy, rule, rule.limit, quantity, facts)
     if exceeds(rule.limit, quantity):
         detail = f"{asked} requested, over the per-transaction cap of {limit}"
         return Verdict(_failed(policy, rule, Reason.PER_TX_CAP, detail, limit, asked))
@@ -134,15 +145,9 @@ def cumulative_cap(policy: Policy, rule: CumulativeCap, facts: RequestFacts) -> 
     quantity = requested(rule.limit, facts.exposure)
     if quantity is None:
         return _unpriced(policy, rule, rule.limit, facts)
-    limit, asked = _texts(rule.limit, quantity, facts)
-    per = describe_window(rule.window)
-    if is_usd(rule.limit):
-        unit = MICRO_USD
-        amount = micro_usd_at_least(Fraction(quantity))
-        cap = micro_usd_at_most(usd_of(rule.limit))
-    else:
-        unit = unit_of(rule.limit)
-        amount, cap = int(quantity), base_units_of(rule.limit)
+    limit, asked = _texts(policy, rule, rule.limit, quantity, facts)
+    per, unit, cap = _memo(policy, rule, facts, ("cap",), lambda: _cap_terms(rule))
+    amount = micro_usd_at_least(quantity) if is_usd(rule.limit) else int(quantity)
     if amount > cap:
         detail = f"{asked} requested, more than the whole cap of {limit} per {per}"
         return Verdict(_failed(policy, rule, Reason.CUMULATIVE_CAP, detail, limit, asked))
@@ -154,15 +159,32 @@ def cumulative_cap(policy: Policy, rule: CumulativeCap, facts: RequestFacts) -> 
     return Verdict(_passed(policy, rule, detail, limit, asked), claim=claim)
 
 
+def _cap_terms(rule: CumulativeCap) -> tuple[str, str, int]:
+    """A cumulative cap's window for humans, its counter's unit and the cap in that unit.
+
+    USD is claimed in micro-dollars with the cap rounded down (see :func:`cumulative_cap`).
+    """
+    per = describe_window(rule.window)
+    if is_usd(rule.limit):
+        return per, MICRO_USD, micro_usd_at_most(usd_of(rule.limit))
+    return per, unit_of(rule.limit), base_units_of(rule.limit)
+
+
 def rate_limit(policy: Policy, rule: RateLimit, facts: RequestFacts) -> Verdict | None:
     """Counts one transaction per spending request (request counts are the proxy's)."""
     if rule.counts == REQUESTS or facts.request.decoded.method_class is not MethodClass.SPENDING:
         return None
+    entity = scope_id(rule.scope, facts.wallet, facts.request.agent_id)
+    # Nothing else of the request matters: one verdict per counter, worked out once.
+    counted = ("counted", entity)
+    return _memo(policy, rule, facts, counted, lambda: _count_transaction(policy, rule, entity))
+
+
+def _count_transaction(policy: Policy, rule: RateLimit, entity: str) -> Verdict:
     limit = f"{rule.max} transactions per {_duration(rule.per_seconds)}"
     if rule.max < 1:
         detail = f"no transactions allowed ({limit})"
         return Verdict(_failed(policy, rule, Reason.RATE_LIMITED, detail, limit, "1 transaction"))
-    entity = scope_id(rule.scope, facts.wallet, facts.request.agent_id)
     detail = f"1 transaction counted against {limit} (per {rule.scope})"
     return Verdict(
         _passed(policy, rule, detail, limit, "1 transaction"),
@@ -172,7 +194,7 @@ def rate_limit(policy: Policy, rule: RateLimit, facts: RequestFacts) -> Verdict 
 
 def approval_limit(policy: Policy, rule: ApprovalLimit, facts: RequestFacts) -> Verdict:
     """Each approval the limit applies to is at most its maximum; unlimited ones only if allowed."""
-    limit = describe_limit(rule.limit, facts.assets)
+    limit = _limit_text(policy, rule, rule.limit, facts)
     problems: list[tuple[int, Reason, str, str | None]] = []
     for movement in facts.movements:
         intent = movement.intent
@@ -201,7 +223,7 @@ def tier(policy: Policy, rule: Tier, facts: RequestFacts) -> Verdict:
     quantity = requested(rule.above, facts.exposure)
     if quantity is None:
         return _unpriced(policy, rule, rule.above, facts)
-    above, asked = _texts(rule.above, quantity, facts)
+    above, asked = _texts(policy, rule, rule.above, quantity, facts)
     if not exceeds(rule.above, quantity):
         detail = f"{asked} is not above the {rule.action} threshold of {above}"
         return Verdict(_passed(policy, rule, detail, above, asked))
@@ -230,7 +252,7 @@ def destination_allowlist(
         return Verdict(
             _failed(policy, rule, Reason.DESTINATION_NOT_ALLOWED, detail, None, unlisted[0])
         )
-    return Verdict(_passed(policy, rule, "every destination is on the allowlist"))
+    return _listed(policy, rule, facts, "every destination is on the allowlist")
 
 
 def destination_denylist(policy: Policy, rule: DestinationDenylist, facts: RequestFacts) -> Verdict:
@@ -239,7 +261,7 @@ def destination_denylist(policy: Policy, rule: DestinationDenylist, facts: Reque
     if listed:
         detail = _and_more(f"{listed[0]} is on the destination denylist", listed)
         return Verdict(_failed(policy, rule, Reason.DESTINATION_DENIED, detail, None, listed[0]))
-    return Verdict(_passed(policy, rule, "no destination is on the denylist"))
+    return _listed(policy, rule, facts, "no destination is on the denylist")
 
 
 def asset_allowlist(policy: Policy, rule: AssetAllowlist, facts: RequestFacts) -> Verdict:
@@ -254,7 +276,7 @@ def asset_allowlist(policy: Policy, rule: AssetAllowlist, facts: RequestFacts) -
     if unlisted:
         detail = _and_more(f"{unlisted[0]} is not on the asset allowlist", unlisted)
         return Verdict(_failed(policy, rule, Reason.ASSET_NOT_ALLOWED, detail, None, unlisted[0]))
-    return Verdict(_passed(policy, rule, "every asset is on the allowlist"))
+    return _listed(policy, rule, facts, "every asset is on the allowlist")
 
 
 def contract_allowlist(policy: Policy, rule: ContractAllowlist, facts: RequestFacts) -> Verdict:
@@ -273,7 +295,7 @@ def contract_allowlist(policy: Policy, rule: ContractAllowlist, facts: RequestFa
         refused.sort()
         detail = _and_more(refused[0], refused)
         return Verdict(_failed(policy, rule, Reason.CONTRACT_NOT_ALLOWED, detail))
-    return Verdict(_passed(policy, rule, "every contract call is on the allowlist"))
+    return _listed(policy, rule, facts, "every contract call is on the allowlist")
 
 
 def chain_allowlist(policy: Policy, rule: ChainAllowlist, facts: RequestFacts) -> Verdict:
@@ -282,7 +304,7 @@ def chain_allowlist(policy: Policy, rule: ChainAllowlist, facts: RequestFacts) -
     if chain not in rule.chains:
         detail = f"chain {chain} is not on the chain allowlist"
         return Verdict(_failed(policy, rule, Reason.CHAIN_NOT_ALLOWED, detail, None, str(chain)))
-    return Verdict(_passed(policy, rule, f"chain {chain} is allowed"))
+    return _listed(policy, rule, facts, f"chain {chain} is allowed")
 
 
 def signing_allowlist(policy: Policy, rule: SigningAllowlist, facts: RequestFacts) -> Verdict:
@@ -292,7 +314,7 @@ def signing_allowlist(policy: Policy, rule: SigningAllowlist, facts: RequestFact
     if unlisted:
         detail = _and_more(f"{unlisted[0]} is not on the signing allowlist", unlisted)
         return Verdict(_failed(policy, rule, Reason.SIGNING_NOT_ALLOWED, detail, None, unlisted[0]))
-    return Verdict(_passed(policy, rule, "every signing method is on the allowlist"))
+    return _listed(policy, rule, facts, "every signing method is on the allowlist")
 
 
 def delegation_allowlist(policy: Policy, rule: DelegationAllowlist, facts: RequestFacts) -> Verdict:
@@ -304,7 +326,7 @@ def delegation_allowlist(policy: Policy, rule: DelegationAllowlist, facts: Reque
         return Verdict(
             _failed(policy, rule, Reason.DELEGATION_NOT_ALLOWED, detail, None, unlisted[0])
         )
-    return Verdict(_passed(policy, rule, "every delegate is on the allowlist"))
+    return _listed(policy, rule, facts, "every delegate is on the allowlist")
 
 
 # -- time ------------------------------------------------------------------------------
@@ -363,6 +385,24 @@ def _duration(seconds: int) -> str:
     return f"{seconds}s"
 
 
+#: The judge of each rule type (see :func:`judge`).
+_JUDGES: dict[type, Callable[[Policy, Any, RequestFacts], Verdict | None]] = {
+    PerTxCap: per_tx_cap,
+    CumulativeCap: cumulative_cap,
+    RateLimit: rate_limit,
+    DestinationAllowlist: destination_allowlist,
+    DestinationDenylist: destination_denylist,
+    AssetAllowlist: asset_allowlist,
+    ContractAllowlist: contract_allowlist,
+    ChainAllowlist: chain_allowlist,
+    TimeWindow: time_window,
+    ApprovalLimit: approval_limit,
+    Tier: tier,
+    SigningAllowlist: signing_allowlist,
+    DelegationAllowlist: delegation_allowlist,
+}
+
+
 # -- findings --------------------------------------------------------------------------
 
 
@@ -408,14 +448,58 @@ def _failed(
 def _unpriced(policy: Policy, rule: Rule, limit: Limit, facts: RequestFacts) -> Verdict:
     """A USD rule facing an asset with no fresh price fails closed."""
     assets = describe_unpriced(facts.exposure, facts.assets)
-    limit_text = describe_limit(limit, facts.assets)
+    limit_text = _limit_text(policy, rule, limit, facts)
     detail = f"no fresh USD price for {assets}, so the limit of {limit_text} cannot be checked"
     return Verdict(_failed(policy, rule, Reason.PRICE_UNAVAILABLE, detail, limit_text))
 
 
-def _texts(limit: Limit, quantity: Quantity, facts: RequestFacts) -> tuple[str, str]:
-    """The limit and the requested quantity, for humans."""
-    return describe_limit(limit, facts.assets), describe_quantity(limit, quantity, facts.assets)
+def _texts(
+    policy: Policy, rule: Rule, limit: Limit, quantity: Quantity, facts: RequestFacts
+) -> tuple[str, str]:
+    """The limit (``rule``'s only one) and the requested quantity, for humans."""
+    limit_text = _limit_text(policy, rule, limit, facts)
+    usd = facts.exposure.usd_decimal() if is_usd(limit) else None
+    if usd is not None:
+        # Against a USD limit the quantity is the request's USD value (``requested``),
+        # whose exact Decimal the request converts once for every rule and the decision.
+        return limit_text, format_usd(usd)
+    return limit_text, describe_quantity(limit, quantity, facts.assets)
+
+
+def _limit_text(policy: Policy, rule: Rule, limit: Limit, facts: RequestFacts) -> str:
+    """``describe_limit`` of ``rule``'s one limit, worked out once per rule."""
+    return _memo(policy, rule, facts, ("limit",), lambda: describe_limit(limit, facts.assets))
+
+
+def _listed(policy: Policy, rule: Rule, facts: RequestFacts, detail: str) -> Verdict:
+    """The passed verdict of a list rule: it depends on nothing but ``detail``, so one
+    immutable instance serves every request that passes."""
+    passed = ("passed", detail)
+    return _memo(policy, rule, facts, passed, lambda: Verdict(_passed(policy, rule, detail)))
+
+
+def _memo(
+    policy: Policy,
+    rule: Rule,
+    facts: RequestFacts,
+    what: tuple[str, ...],
+    derive: Callable[[], T],
+) -> T:
+    """``derive()``, worked out once per rule of the policy set and ``what``.
+
+    Only for what depends on nothing but the rule, its policy and ``what`` (a kind, then
+    the facts it depends on): a text, or a verdict (verdicts, findings and claims are
+    immutable, so they can be shared). The memo lives with the policy set
+    (:attr:`RequestFacts.judged`), so ``what`` must come from a bounded set (entity
+    ids, constant texts), never from amounts.
+    """
+    key = (id(policy), id(rule), what)
+    entry = facts.judged.get(key)
+    if entry is not None and entry[0] is policy and entry[1] is rule:
+        return cast(T, entry[2])
+    value = derive()
+    facts.judged[key] = (policy, rule, value)
+    return value
 
 
 def _and_more(first: str, everything: Sequence[object]) -> str:
