@@ -25,9 +25,13 @@ def read_quantity(value: object, where: str, *, bits: int = 256) -> int:
             f"must be a hex quantity (0x-prefixed, no leading zeros), got {_preview(value)}",
             where=where,
         )
-    if len(value) - 2 > (bits + 3) // 4 or int(value, 16).bit_length() > bits:
+    # The length check first: it bounds the work int() does on a huge string.
+    if len(value) - 2 > (bits + 3) // 4:
         raise DecodeError(f"quantity exceeds {bits} bits", where=where)
-    return int(value, 16)
+    number = int(value, 16)
+    if number.bit_length() > bits:
+        raise DecodeError(f"quantity exceeds {bits} bits", where=where)
+    return number
 
 
 def read_data(value: object, where: str) -> bytes:

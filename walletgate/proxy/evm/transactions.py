@@ -44,6 +44,8 @@ _OTHER_FIELDS = frozenset(
 )
 _KNOWN_FIELDS = _OTHER_FIELDS | _QUANTITIES.keys()
 _KNOWN_TYPES = range(5)  # legacy, 2930, 1559, 4844, 7702
+#: Fields that make a transaction a blob (4844) transaction.
+_BLOB_FIELDS = frozenset({"blobVersionedHashes", "blobs", "maxFeePerBlobGas"})
 _AUTHORIZATION_FIELDS = frozenset({"chainId", "address", "nonce", "yParity", "r", "s"})
 
 
@@ -89,8 +91,8 @@ def _read_data_field(tx: dict[str, Any], where: str) -> bytes:
 def _read_fields(tx: object, where: str) -> _Fields:
     if not isinstance(tx, dict):
         raise DecodeError("transaction must be an object", where=where)
-    unknown = sorted(set(tx) - _KNOWN_FIELDS)
-    if unknown:
+    if not _KNOWN_FIELDS.issuperset(tx):  # the common case costs no set and no sort
+        unknown = sorted(set(tx) - _KNOWN_FIELDS)
         raise DecodeError(f"unknown transaction field {unknown[0]!r}", where=where)
     if "from" not in tx:
         raise DecodeError("from is required", where=f"{where}.from")
@@ -132,7 +134,7 @@ def _check_consistency(tx: dict[str, Any], fields: _Fields, where: str) -> None:
         raise DecodeError(
             "type 0x4 requires an authorizationList", where=f"{where}.authorizationList"
         )
-    has_blobs = any(name in tx for name in ("blobVersionedHashes", "blobs", "maxFeePerBlobGas"))
+    has_blobs = not _BLOB_FIELDS.isdisjoint(tx)
     if has_blobs and fields.to is None:
         raise DecodeError("a blob transaction needs a to address", where=f"{where}.to")
 
