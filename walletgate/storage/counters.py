@@ -44,10 +44,12 @@ from typing import Any
 import asyncpg
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from walletgate.policies.claims import REQUESTS
 from walletgate.policies.decision import CounterClaim
 from walletgate.storage import counter_scripts
+from walletgate.storage.auto_pipeline import AutoPipeline
 from walletgate.storage.cache_entries import decode_version
 from walletgate.storage.cache_keys import STATE_VERSION_KEY
 from walletgate.storage.rebuild import ClaimHistory, rebuilt_counter, scaled_up
@@ -259,6 +261,10 @@ class Counters:
     def __init__(self, redis: RedisClient, history: ClaimHistory) -> None:
         self._redis = redis
         self._history = history
+        self._cluster = isinstance(redis, RedisCluster)
+        # On one server, the scripts and settlements of concurrent requests share
+        # round trips (a cluster client splits pipelines by node on its own).
+        self._auto = None if isinstance(redis, RedisCluster) else AutoPipeline(redis)
         self._admit: AsyncScript = redis.register_script(counter_scripts.ADMIT)
         self._peek: AsyncScript = redis.register_script(counter_scripts.PEEK)
         self._init: AsyncScript = redis.register_script(counter_scripts.INIT)
@@ -301,7 +307,7 @@ class Counters:
         Raises :class:`CountersUnavailable` when Redis fails (anything reserved so far
         is taken back if Redis still answers) or a missing counter cannot be rebuilt.
         """
-        cluster = isinstance(self._redis, RedisCluster)
+        cluster = self._cluster
         done: list[tuple[str, int]] = []
         read: list[Any] = []
         try:
@@ -379,11 +385,16 @@ class Counters:
         lost the reservation in between (flush, restart): a counter rebuilt from
         PostgreSQL before the row was written may not count it, so it must not be sent.
         """
+        records = [record_key(tag, reservation.id) for tag, _ in reservation.groups]
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for tag, _ in reservation.groups:
-                    pipe.hlen(record_key(tag, reservation.id))
-                entries = await pipe.execute()
+            if self._auto is not None:
+                auto = self._auto
+                entries = await asyncio.gather(*(auto.execute("HLEN", r) for r in records))
+            else:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for record in records:
+                        pipe.hlen(record)
+                    entries = await pipe.execute()
         except REDIS_ERRORS as exc:
             raise _unavailable(exc) from exc
         expected = [count for _, count in reservation.groups]
@@ -401,8 +412,10 @@ class Counters:
         if not keys:
             return
         try:
-            # A cluster client splits a multi-key DEL by slot.
-            await self._redis.delete(*keys)
+            if self._auto is not None:
+                await self._auto.execute("DEL", *keys)
+            else:
+                await self._redis.delete(*keys)  # a cluster client splits it by slot
         except REDIS_ERRORS as exc:
             raise _unavailable(exc) from exc
 
@@ -436,7 +449,7 @@ class Counters:
         refused, or the rest of the script's answer (ADMIT's hash values) when nothing
         did."""
         for _ in range(_REBUILD_ATTEMPTS):
-            answer = await script(keys=keys, args=args)
+            answer = await self._run(script, keys, args)
             code = int(answer[0])
             if code == 0:
                 return list(answer[1:])
@@ -446,6 +459,16 @@ class Counters:
                 return _refusal(counters[code - 1], answer[1], now)
             await asyncio.gather(*(self._rebuild(counters[i - 1], now) for i in answer[1]))
         raise CountersUnavailable("counters vanished again right after being rebuilt")
+
+    async def _run(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA ``script``, loading it again if Redis forgot it (a restart)."""
+        if self._auto is None:
+            return await script(keys=keys, args=args)
+        try:
+            return await self._auto.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            script.sha = await self._redis.script_load(script.script)
+            return await self._auto.execute("EVALSHA", script.sha, len(keys), *keys, *args)
 
     async def _rebuild(self, counter: Counter, now: float) -> None:
         """Recreate ``counter`` from the audit log, once per key at a time per process."""
