@@ -90,9 +90,27 @@ def _jsonb_safe(value: Any) -> Any:
     return value
 
 
+# Fractions parsed from requests are Decimal: str() keeps their exact digits.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False)
+# A \u0000 escape in JSON text: preceded by an even number of backslashes (an odd number
+# would make it the text "\u0000" of an escaped backslash, which jsonb accepts).
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
 def _dumps(value: Any) -> str:
-    # Fractions parsed from requests are Decimal: str() keeps their exact digits.
-    return json.dumps(_jsonb_safe(value), separators=(",", ":"), default=str, allow_nan=False)
+    """``value`` as JSON text that jsonb accepts (see :func:`_jsonb_safe`).
+
+    The C encoder does the work; the Python walk runs only for what it refuses
+    (non-finite floats, keys it cannot write), and NUL escapes are rewritten in the
+    text, which is much cheaper than walking every row's structure.
+    """
+    try:
+        text = _ENCODER.encode(value)
+    except (TypeError, ValueError):
+        text = _ENCODER.encode(_jsonb_safe(value))
+    if "\\u0000" in text:
+        text = _NUL_ESCAPE.sub(r"\1\\ufffd", text)
+    return text
 
 
 # One statement per group commit, whatever the batch size: the rows go as one array per

@@ -124,19 +124,20 @@ class Counter:
     claim: CounterClaim
     shape: WindowShape
     exponent: int  # the counter holds amounts in units of 10**exponent
+    # Worked out once: a request's counters are sorted, merged and grouped by them.
+    group: str = dataclasses.field(init=False)
+    key: str = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        group = group_of(self.claim)
+        key = f"{group}:{self.claim.key}:{self.shape.name}:e{self.exponent}"
+        object.__setattr__(self, "group", group)
+        object.__setattr__(self, "key", key)
 
     @property
     def scale(self) -> int:
         scale: int = 10**self.exponent
         return scale
-
-    @property
-    def group(self) -> str:
-        return group_of(self.claim)
-
-    @property
-    def key(self) -> str:
-        return f"{self.group}:{self.claim.key}:{self.shape.name}:e{self.exponent}"
 
     @property
     def amount(self) -> int:
