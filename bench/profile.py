@@ -21,7 +21,7 @@ from pathlib import Path
 COMPONENTS: tuple[tuple[str, str], ...] = (
     (
         "Redis round trips (counters, caches)",
-        r"(^|/)redis/|storage/(counters|cache|balance_cache|redis_\w+)\.py",
+        r"(^|/)redis/|storage/(counters|cache|balance_cache|auto_pipeline|redis_\w+)\.py",
     ),
     ("PostgreSQL (audit rows)", r"asyncpg/|storage/audit\.py"),
     ("backend HTTP client", r"aiohttp/(client|connector|client_\w+)\.py|proxy/backend\.py"),
