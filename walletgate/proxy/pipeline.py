@@ -329,8 +329,11 @@ class CallHandler:
                 call_id, errors.RESOURCE_UNAVAILABLE, f"backend unavailable: {reply.detail}"
             )
         result = reply.body.get("result") if isinstance(reply.body, dict) else None
-        cacheable = reply.outcome is ForwardOutcome.SUCCESS and isinstance(result, str)
-        if query is not None and cacheable and isinstance(result, str):
+        if (
+            query is not None
+            and reply.outcome is ForwardOutcome.SUCCESS
+            and isinstance(result, str)
+        ):
             # On a Redis error the next read is a cache miss; this answer is still right.
             with contextlib.suppress(RedisError, CacheUnavailable):
                 await put_balance(
@@ -524,11 +527,8 @@ class CallHandler:
             else None
         )
         if reply.outcome is ForwardOutcome.SUCCESS:
-            if stale_balances is not None:
-                await self._settle_quietly(reserved, refund=False, also_delete=stale_balances)
-                stale_balances = None
-            else:
-                await self._settle_quietly(reserved, refund=False)
+            await self._settle_quietly(reserved, refund=False, also_delete=stale_balances)
+            stale_balances = None  # dropped with the commit
             result = reply.body.get("result") if isinstance(reply.body, dict) else None
             tx_hash = (
                 result.lower()
