@@ -26,6 +26,11 @@ WORKERS = "workers"  # walletgate with 1 and N worker processes
 PASS_RATE = "half pass-through saturation"
 OWN_RATE = "quarter of walletgate's saturation"
 OWN_RATE_SHARE = 0.25
+#: The scale section runs every deployment at the same fixed rate, this share of the
+#: main deployment's saturation: its CPU per request then compares like with like
+#: (under saturation it moves with how much each run happened to batch).
+SCALE_RATE = "half of walletgate's saturation"
+SCALE_RATE_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,7 @@ class Measurement:
     load: Load
     cpu_seconds: dict[str, float]  # per process group: proxy, backend, postgres, redis
     offered_rate: float | None = None  # open loop: requests per second offered
-    rate_basis: str | None = None  # open loop: PASS_RATE or OWN_RATE
+    rate_basis: str | None = None  # open loop: PASS_RATE, OWN_RATE or SCALE_RATE
 
     def cpu_us_per_request(self, group: str) -> float:
         """Microseconds of CPU of ``group`` per answered request (NaN if none)."""

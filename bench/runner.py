@@ -44,6 +44,8 @@ from bench.results import (
     OWN_RATE_SHARE,
     PASS_RATE,
     SCALE,
+    SCALE_RATE,
+    SCALE_RATE_SHARE,
     WORKERS,
     Measurement,
     Results,
@@ -224,6 +226,23 @@ class Run:
                 shift = round_ % len(targets)
                 for target in [*targets[shift:], *targets[:shift]]:
                     self.measure(section, scenario, target, round_, **kw)
+
+    def fixed_rate_rounds(
+        self, section: str, scenarios: Sequence[Scenario], targets: Sequence[Target]
+    ) -> None:
+        """:meth:`rounds` in open loop, every target at the same rate per scenario: a
+        share of the main walletgate's closed-loop saturation."""
+        for scenario in scenarios:
+            rate = self.results.throughput(CLOSED, scenario.name, "walletgate")
+            rate *= SCALE_RATE_SHARE
+            for target in targets:
+                self.warm_up(scenario, target)
+            for round_ in range(self.config.rounds):
+                shift = round_ % len(targets)
+                for target in [*targets[shift:], *targets[:shift]]:
+                    self.measure(
+                        section, scenario, target, round_, rate=rate, rate_basis=SCALE_RATE
+                    )
 
     def open_loop(self, scenarios: Sequence[Scenario], targets: Sequence[Target]) -> None:
         """Latency at half the pass-through's saturation rate; and at a quarter of
@@ -618,7 +637,7 @@ def run(config: BenchConfig, workdir: Path) -> Results:
         bench.rounds(CLOSED, SCENARIOS, matrix)
         bench.open_loop(SCENARIOS, matrix)
         scale = [main if d.name == main_name else gateways[d.name] for d in deployments]
-        bench.rounds(SCALE, SPEND_SCENARIOS, scale)
+        bench.fixed_rate_rounds(SCALE, SPEND_SCENARIOS, scale)
         bench.rounds(
             WORKERS,
             (READS, ALLOWED_SPEND),
