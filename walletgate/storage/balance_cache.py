@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from walletgate.storage.cache_keys import balance_key
-from walletgate.storage.redis_client import RedisClient
+from walletgate.storage.redis_client import RedisClient, read_hash_fields
 from walletgate.storage.redis_guard import redis_errors
 
 
@@ -33,28 +33,14 @@ async def get_balance(
     Raises :class:`~walletgate.storage.redis_guard.CacheUnavailable` when Redis fails
     and :class:`~walletgate.intents.InvalidAddress` for a malformed address.
     """
-    key = balance_key(chain_id, address)
-    with redis_errors("reading the balance cache"):
-        raw = await redis.hget(key, _field(block_tag))
-    return None if raw is None else _text(raw)
+    return (await get_balances(redis, [balance_entry(chain_id, address, block_tag)]))[0]
 
 
 async def get_balances(redis: RedisClient, entries: Sequence[tuple[str, str]]) -> list[str | None]:
     """Cached answers of several :func:`balance_entry` entries, in one round trip (one
     per node on a cluster), ``None`` where there is none."""
     with redis_errors("reading the balance cache"):
-        if len(entries) == 1:
-            found = [await redis.hget(*entries[0])]
-        else:
-            async with redis.pipeline(transaction=False) as pipe:
-                for key, field in entries:
-                    pipe.hget(key, field)
-                found = await pipe.execute()
-    return [None if raw is None else _text(raw) for raw in found]
-
-
-def _text(raw: bytes | str) -> str:
-    return raw.decode("ascii") if isinstance(raw, bytes) else str(raw)
+        return await read_hash_fields(redis, entries)
 
 
 async def put_balance(

@@ -53,7 +53,12 @@ from walletgate.storage.auto_pipeline import AutoPipeline
 from walletgate.storage.cache_entries import decode_version
 from walletgate.storage.cache_keys import STATE_VERSION_KEY
 from walletgate.storage.rebuild import ClaimHistory, rebuilt_counter, scaled_up
-from walletgate.storage.redis_client import REDIS_ERRORS, RedisClient
+from walletgate.storage.redis_client import (
+    REDIS_ERRORS,
+    RedisClient,
+    as_text,
+    read_hash_fields,
+)
 from walletgate.storage.windows import WindowError, WindowShape, bucketing, retry_after
 
 _log = logging.getLogger(__name__)
@@ -252,20 +257,16 @@ def _counter_args(counters: Sequence[Counter], now: float) -> tuple[int, list[An
     return record_ttl, args
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class Counters:
     """The counters of one gateway process, on a shared Redis or Redis Cluster."""
 
     def __init__(self, redis: RedisClient, history: ClaimHistory) -> None:
         self._redis = redis
         self._history = history
-        self._cluster = isinstance(redis, RedisCluster)
         # On one server, the scripts and settlements of concurrent requests share
         # round trips (a cluster client splits pipelines by node on its own).
         self._auto = None if isinstance(redis, RedisCluster) else AutoPipeline(redis)
+        self._cluster = self._auto is None
         self._admit: AsyncScript = redis.register_script(counter_scripts.ADMIT)
         self._peek: AsyncScript = redis.register_script(counter_scripts.PEEK)
         self._init: AsyncScript = redis.register_script(counter_scripts.INIT)
@@ -327,15 +328,12 @@ class Counters:
                 done += [(tag, len(counters)) for tag, counters in call.groups]
                 read += answer
             if cluster and reads:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for key, field in reads:
-                        pipe.hget(key, field)
-                    read = await pipe.execute()
+                read = await read_hash_fields(self._redis, reads)
         except _CHECK_ERRORS as exc:
             with contextlib.suppress(CountersUnavailable):
                 await self.refund(Reservation(reservation_id, tuple(done)))
             raise _unavailable(exc) from exc
-        values = tuple(None if value is None else _text(value) for value in read)
+        values = tuple(None if value is None else as_text(value) for value in read)
         return Reservation(reservation_id, tuple(done), values)
 
     async def _admit_call(
@@ -431,7 +429,7 @@ class Counters:
 
     async def _refund_record(self, record: str) -> None:
         for _ in range(_REBUILD_ATTEMPTS):
-            named = [_text(key) for key in await self._redis.hkeys(record)]
+            named = [as_text(key) for key in await self._redis.hkeys(record)]
             if not named:
                 return
             if int(await self._refund(keys=[record, *named])) >= 0:

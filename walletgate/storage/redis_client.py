@@ -6,7 +6,8 @@ keys of one hash slot per command or script works with both.
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from collections.abc import Sequence
+from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -25,3 +26,23 @@ REDIS_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     AttributeError,
 )
+
+
+def as_text(value: Any) -> str:
+    """A Redis reply (bytes from a client without ``decode_responses``) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def read_hash_fields(
+    redis: RedisClient, entries: Sequence[tuple[str, str]]
+) -> list[str | None]:
+    """HGET of every ``(key, field)``, in one round trip (one per node on a cluster),
+    ``None`` where there is nothing. Raises what the client raises."""
+    if len(entries) == 1:
+        found = [await redis.hget(*entries[0])]
+    else:
+        async with redis.pipeline(transaction=False) as pipe:
+            for key, field in entries:
+                pipe.hget(key, field)
+            found = await pipe.execute()
+    return [None if raw is None else as_text(raw) for raw in found]
