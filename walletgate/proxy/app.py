@@ -149,19 +149,9 @@ async def _handle_rpc(request: web.Request, app_state: AppState) -> web.Response
             ),
             status=401,
         )
-    info: TokenInfo | None
-    held = app_state.state.held(token)
-    if held is not None:
-        # Known from memory: the version is proven in the request's first Redis trip.
-        (snapshot, info), reads_only, unproven = held, False, held[0].version
-    else:
-        authenticated = await _authenticate(app_state, token)
-        if isinstance(authenticated, web.Response):
-            return authenticated
-        snapshot, info, reads_only = authenticated
-        unproven = None
-    if info is None:
-        return _unauthorized(app_state, client, now)
+    handler = await _handler(app_state, backend, token, client, now, from_memory=True)
+    if isinstance(handler, web.Response):
+        return handler
     read_timeout = request.app[READ_TIMEOUT_KEY]
     try:
         if request.content.is_eof():
@@ -191,34 +181,50 @@ async def _handle_rpc(request: web.Request, app_state: AppState) -> web.Response
         )
         response.force_close()
         return response
-    handler = CallHandler(
-        app_state.gateway,
-        backend,
-        _caller(info),
-        snapshot.policies,
-        reads_only=reads_only,
-        unproven_version=unproven,
-    )
     try:
         return await _answer(body, handler)
     except StateMoved:
         pass
     # A policy, token or freeze changed since this process last looked: nothing was
     # counted or forwarded yet. Authenticate and decide again on the new state.
-    authenticated = await _authenticate(app_state, token)
-    if isinstance(authenticated, web.Response):
-        return authenticated
-    snapshot, fresh_info, reads_only = authenticated
-    if fresh_info is None:
-        return _unauthorized(app_state, client, now)
-    handler = CallHandler(
-        app_state.gateway, backend, _caller(fresh_info), snapshot.policies, reads_only=reads_only
-    )
+    handler = await _handler(app_state, backend, token, client, now, from_memory=False)
+    if isinstance(handler, web.Response):
+        return handler
     return await _answer(body, handler)
 
 
-def _caller(info: TokenInfo) -> Caller:
-    return Caller(agent_id=info.agent_id, owner_id=info.owner_id, token_id=str(info.token_id))
+async def _handler(
+    app_state: AppState,
+    backend: BackendClient,
+    token: str,
+    client: str,
+    now: float,
+    *,
+    from_memory: bool,
+) -> CallHandler | web.Response:
+    """The handler of ``token``'s calls, or the response refusing them. With
+    ``from_memory``, a caller this process already holds is taken on trust, and the
+    handler proves the state version in its first Redis trip (or raises StateMoved)."""
+    held = app_state.state.held(token) if from_memory else None
+    if held is not None:
+        (snapshot, info), reads_only, unproven = held, False, held[0].version
+    else:
+        authenticated = await _authenticate(app_state, token)
+        if isinstance(authenticated, web.Response):
+            return authenticated
+        (snapshot, found, reads_only), unproven = authenticated, None
+        if found is None:
+            return _unauthorized(app_state, client, now)
+        info = found
+    caller = Caller(agent_id=info.agent_id, owner_id=info.owner_id, token_id=str(info.token_id))
+    return CallHandler(
+        app_state.gateway,
+        backend,
+        caller,
+        snapshot.policies,
+        reads_only=reads_only,
+        unproven_version=unproven,
+    )
 
 
 def _unauthorized(app_state: AppState, client: str, now: float) -> web.Response:

@@ -254,10 +254,9 @@ class CallHandler:
         ``reads`` in the same round trip: the refusal, the admission (with the values
         read), or ``None`` when no admission was made (nothing to count and the state
         already proven, or the counters failed and reads fail open)."""
-        claims = [
-            dataclasses.replace(claim, amount=claim.amount * calls)
-            for claim in request_rate_claims(self._caller.agent_id, wallet, self._policies)
-        ]
+        claims = request_rate_claims(self._caller.agent_id, wallet, self._policies)
+        if calls != 1:
+            claims = tuple(dataclasses.replace(c, amount=c.amount * calls) for c in claims)
         if not claims and self._unproven_version is None and not reads:
             return None
         try:
@@ -287,8 +286,7 @@ class CallHandler:
         request-rate limits together (all of them, or none when they do not all fit),
         answered from the balance cache where it can, the rest forwarded to the backend
         in one batch. Returns their responses in order."""
-        for _ in calls:
-            self._gw.metrics.requests.labels(method_class=str(MethodClass.READ)).inc()
+        self._gw.metrics.requests.labels(method_class=str(MethodClass.READ)).inc(len(calls))
         return await self._reads(calls)
 
     async def _reads(self, calls: Sequence[tuple[Any, str, Any]]) -> list[Response]:
