@@ -82,42 +82,10 @@ class Verdict:
 
 def judge(policy: Policy, rule: Rule, facts: RequestFacts) -> Verdict | None:
     """The verdict of ``rule`` (in ``policy``) on the request; ``None`` if it does not judge it."""
-    # One dictionary lookup instead of up to thirteen class patterns; a subclass of a
-    # rule type (none exist) still finds its judge through the match below.
+    # One dictionary lookup per rule: the judges by rule type are at the end of this
+    # module (no rule type has subclasses).
     judge_of_type = _JUDGES.get(type(rule))
-    if judge_of_type is not None:
-        return judge_of_type(policy, rule, facts)
-    return _judge_by_pattern(policy, rule, facts)
-
-
-def _judge_by_pattern(policy: Policy, rule: Rule, facts: RequestFacts) -> Verdict | None:
-    match rule:
-        case PerTxCap():
-            return per_tx_cap(policy, rule, facts)
-        case CumulativeCap():
-            return cumulative_cap(policy, rule, facts)
-        case RateLimit():
-            return rate_limit(policy, rule, facts)
-        case DestinationAllowlist():
-            return destination_allowlist(policy, rule, facts)
-        case DestinationDenylist():
-            return destination_denylist(policy, rule, facts)
-        case AssetAllowlist():
-            return asset_allowlist(policy, rule, facts)
-        case ContractAllowlist():
-            return contract_allowlist(policy, rule, facts)
-        case ChainAllowlist():
-            return chain_allowlist(policy, rule, facts)
-        case TimeWindow():
-            return time_window(policy, rule, facts)
-        case ApprovalLimit():
-            return approval_limit(policy, rule, facts)
-        case Tier():
-            return tier(policy, rule, facts)
-        case SigningAllowlist():
-            return signing_allowlist(policy, rule, facts)
-        case DelegationAllowlist():
-            return delegation_allowlist(policy, rule, facts)
+    return None if judge_of_type is None else judge_of_type(policy, rule, facts)
 
 
 # -- amount rules ----------------------------------------------------------------------
