@@ -1,5 +1,6 @@
 #!/bin/sh
-# Compile contracts/WalletgateTestToken.sol into walletgate/devnet_contracts/.
+# Compile contracts/*.sol into walletgate/devnet_contracts/ and contracts/test/*.sol into
+# tests/contracts/ (see compile.js).
 # solc-js comes from the npm registry, pinned, into a throw-away directory: no native
 # solc binary and nothing installed in the repository.
 set -eu

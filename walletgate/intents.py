@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-_ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
 
 #: 2**256 - 1: the conventional "unlimited" ERC-20 allowance.
 MAX_UINT256 = (1 << 256) - 1
@@ -34,7 +34,8 @@ def canonical_address(value: str) -> str:
     Raises :class:`InvalidAddress` for anything that is not exactly 20 bytes of hex.
     Checksum case is not verified here: a list lookup must not depend on case at all.
     """
-    if not isinstance(value, str) or not _ADDRESS_RE.match(value):
+    # fullmatch, not match: "$" also matches before a trailing newline.
+    if not isinstance(value, str) or not _ADDRESS_RE.fullmatch(value):
         raise InvalidAddress(f"not a 20-byte hex address: {value!r}")
     return value.lower()
 
@@ -95,11 +96,69 @@ class TokenApproval:
 
 
 @dataclass(frozen=True, slots=True)
+class NetworkFee:
+    """The most a transaction can cost in fees, in the native coin: ``gas`` x the max fee
+    per gas (or the legacy gas price), plus blob gas x the max fee per blob gas. Nobody
+    on a list receives it (it is burnt or paid to the block producer), but it leaves the
+    wallet: it counts with ``value`` in every native and USD cap."""
+
+    chain_id: int
+    wallet: str
+    amount: int
+    gas: int
+    max_fee_per_gas: int
+    blob_fee: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NftTransfer:
+    """ERC-721 / ERC-1155 tokens of ``collection`` leave ``source`` towards ``to``.
+
+    ``token_ids`` and ``amounts`` are parallel (an ERC-721 token counts 1); ``source`` is
+    the wallet, or the ``from`` argument where the wallet acts as an operator.
+    """
+
+    chain_id: int
+    wallet: str
+    collection: str
+    to: str
+    token_ids: tuple[int, ...]
+    amounts: tuple[int, ...]
+    source: str
+    via: str
+
+    @property
+    def amount(self) -> int:
+        """How many tokens move (what NFT count caps count)."""
+        return sum(self.amounts)
+
+
+@dataclass(frozen=True, slots=True)
+class NftApproval:
+    """The wallet lets ``operator`` move its tokens of ``collection``: one token
+    (``token_id``) or, with ``token_id`` ``None`` (``setApprovalForAll``), all of them."""
+
+    chain_id: int
+    wallet: str
+    collection: str
+    operator: str
+    token_id: int | None
+    approved: bool
+    via: str
+
+    @property
+    def unlimited(self) -> bool:
+        """An approval for the whole collection is unlimited."""
+        return self.token_id is None and self.approved
+
+
+@dataclass(frozen=True, slots=True)
 class ContractCall:
     """A call whose calldata is not a recognised token operation.
 
     ``selector`` is the 4-byte method id as ``0x`` + 8 lowercase hex digits, or ``None``
-    when the calldata is shorter than 4 bytes. Value sent with the call is a separate
+    when the calldata is shorter than 4 bytes. ``data`` is the whole calldata, so rules
+    can judge the call's arguments. Value sent with the call is a separate
     :class:`NativeTransfer`.
     """
 
@@ -108,6 +167,7 @@ class ContractCall:
     contract: str
     selector: str | None
     data_length: int
+    data: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +207,11 @@ class MessageSignature:
 
 Intent = (
     NativeTransfer
+    | NetworkFee
     | TokenTransfer
     | TokenApproval
+    | NftTransfer
+    | NftApproval
     | ContractCall
     | ContractCreation
     | Delegation

@@ -98,11 +98,26 @@ class Gateway:
 
 
 def intent_to_json(intent: object) -> dict[str, Any]:
-    """An intent as a JSON-able dict with its kind, amounts as decimal strings."""
+    """An intent as a JSON-able dict with its kind, amounts as decimal strings and bytes
+    as ``0x`` hex."""
     out: dict[str, Any] = {"kind": type(intent).__name__}
     for key, value in dataclasses.asdict(intent).items():  # type: ignore[call-overload]
-        out[key] = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        out[key] = _json_value(value)
     return out
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)  # amounts pass 2**53: JSON numbers would lose them
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, tuple | list):
+        return [_json_value(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _json_value(item) for key, item in value.items()}
+    return value
 
 
 def _refusal(call_id: Any, decision: Decision, tx_id: uuid.UUID | None, **extra: Any) -> Response:

@@ -63,5 +63,5 @@ def call_intents(
         intents.append(token_intent)
     else:
         selector = "0x" + data[:4].hex() if len(data) >= 4 else None
-        intents.append(ContractCall(chain_id, wallet, to, selector, data_length=len(data)))
+        intents.append(ContractCall(chain_id, wallet, to, selector, len(data), data))
     return tuple(intents)
