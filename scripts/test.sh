@@ -14,4 +14,25 @@ for name in $(compgen -e); do
         WALLETGATE_*) unset "$name" ;;
     esac
 done
+# The JavaScript clients some tests drive (ethers.js): Node.js from Debian when it is
+# missing, the pinned packages of tests/node when they are not installed yet.
+ensure_node_clients() {
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+            say "installing nodejs and npm (the tests drive ethers.js)"
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+        else
+            say "Node.js is missing: install nodejs and npm (the tests drive ethers.js)"
+            return 1
+        fi
+    fi
+    local lock="$ROOT/tests/node/package-lock.json" stamp="$ROOT/tests/node/node_modules/.installed"
+    if [ "$(cat "$stamp" 2>/dev/null || true)" != "$(sha256sum <"$lock" | cut -d' ' -f1)" ]; then
+        say "installing the tests' Node.js packages into tests/node/node_modules"
+        npm ci --prefix "$ROOT/tests/node" --no-audit --no-fund --silent >/dev/null
+        sha256sum <"$lock" | cut -d' ' -f1 >"$stamp"
+    fi
+}
+ensure_node_clients
 exec "$VENV/bin/python" -m pytest "$@"

@@ -31,7 +31,7 @@ from walletgate.policies.evaluator import evaluate
 from walletgate.policies.request import SpendRequest
 from walletgate.proxy import errors
 from walletgate.proxy.evm.decode import decode_call
-from walletgate.proxy.evm.methods import classify
+from walletgate.proxy.evm.methods import OWN_ACCOUNT_METHODS, classify
 from walletgate.proxy.jsonrpc import Call, dumps, loads_strict, parse_body
 
 CHAIN_ID = 1337
@@ -46,6 +46,7 @@ class Expected:
     may_forward: bool
     code: int | None = None  # the error code of a certain refusal
     reason: str | None = None  # its reason, when it is a policy decision
+    result: Any = None  # walletgate's own answer, for a call it answers itself
 
 
 def expected(call: Call, gw: RecordedGateway, now: datetime) -> Expected:
@@ -53,6 +54,10 @@ def expected(call: Call, gw: RecordedGateway, now: datetime) -> Expected:
     method_class = classify(call.method)
     if method_class is MethodClass.READ:
         return Expected(may_forward=True)
+    if call.method in OWN_ACCOUNT_METHODS:
+        if call.params not in (None, []):
+            return Expected(False, errors.INVALID_PARAMS)
+        return Expected(False, result=list(gw.policies.agent_addresses("alice", CHAIN_ID)))
     if method_class not in (MethodClass.SPENDING, MethodClass.SIGNING):
         return Expected(False, errors.METHOD_NOT_SUPPORTED, str(Reason.METHOD_NOT_ALLOWED))
     try:
@@ -138,7 +143,9 @@ def served_like_the_oracle(gw: RecordedGateway, body: bytes) -> None:
         )
         if not oracle.may_forward:
             assert not reached, f"refused {call.method} reached the backend"
-            if response is not None:
+            if response is not None and oracle.code is None:
+                assert response.get("result") == oracle.result, (response, oracle)
+            elif response is not None:
                 assert response["error"]["code"] == oracle.code, (response, oracle)
                 data = response["error"].get("data") or {}
                 assert data.get("reason") == oracle.reason, (response, oracle)

@@ -288,6 +288,10 @@ class PolicySet:
     _applicable_memo: dict[tuple[str, str | None, str], tuple[Policy, ...]] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
+    #: The addresses of each agent's wallets per chain, in document order.
+    _agent_wallets: dict[tuple[str, int], tuple[str, ...]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
     #: What the evaluator's judges derived from one rule of this set and one fact of a
     #: request (``policies.rules``), kept with the set so that it is dropped with it.
     _judged: dict[tuple[int, int, tuple[str, ...]], tuple[Policy, Rule, object]] = field(
@@ -297,6 +301,9 @@ class PolicySet:
     def __post_init__(self) -> None:
         for wallet in self.wallets.values():
             self._wallet_index[(wallet.chain_id, wallet.address)] = wallet
+            if wallet.agent is not None:
+                key = (wallet.agent, wallet.chain_id)
+                self._agent_wallets[key] = (*self._agent_wallets.get(key, ()), wallet.address)
         for asset in self.assets.values():
             self._asset_index[(asset.chain_id, asset.address)] = asset
         grouped: dict[tuple[Scope, str], list[Policy]] = {}
@@ -326,6 +333,10 @@ class PolicySet:
     def wallet_by_address(self, chain_id: int, address: str) -> Wallet | None:
         """The wallet with this canonical address on this chain, if walletgate knows it."""
         return self._wallet_index.get((chain_id, address))
+
+    def agent_addresses(self, agent_id: str, chain_id: int) -> tuple[str, ...]:
+        """The canonical addresses of ``agent_id``'s wallets on ``chain_id``."""
+        return self._agent_wallets.get((agent_id, chain_id), ())
 
     def asset_by_address(self, chain_id: int, address: str | None) -> Asset | None:
         """The asset at ``address`` on ``chain_id`` (``None`` for the native coin)."""

@@ -33,7 +33,7 @@ from walletgate.proxy import errors
 from walletgate.proxy.backend import BackendClient, BackendReply, reply_of
 from walletgate.proxy.backend import Outcome as ForwardOutcome
 from walletgate.proxy.evm.decode import decode_call
-from walletgate.proxy.evm.methods import classify
+from walletgate.proxy.evm.methods import OWN_ACCOUNT_METHODS, classify
 from walletgate.proxy.evm.reads import balance_query
 from walletgate.proxy.jsonrpc import dumps
 from walletgate.proxy.metrics import Metrics
@@ -235,6 +235,8 @@ class CallHandler:
         limited = await self._count_request(call_id, method_class, None)
         if limited is not None:
             return limited
+        if method in OWN_ACCOUNT_METHODS:
+            return self._own_accounts(call_id, params)
         self._gw.metrics.decisions.labels(decision="deny", reason=Reason.METHOD_NOT_ALLOWED).inc()
         return errors.error_object(
             call_id,
@@ -243,6 +245,17 @@ class CallHandler:
             f"({method_class} methods are denied)",
             {"decision": "deny", "reason": str(Reason.METHOD_NOT_ALLOWED), "method": method},
         )
+
+    def _own_accounts(self, call_id: Any, params: Any) -> Response:
+        """``eth_accounts`` / ``eth_requestAccounts``: the caller's own wallets on this
+        backend's chain, never the backend's list (it may hold other agents' keys)."""
+        if params not in (None, []):
+            return errors.error_object(
+                call_id, errors.INVALID_PARAMS, "this method takes no parameters", None
+            )
+        chain_id = self._backend.backend.chain_id
+        accounts = list(self._policies.agent_addresses(self._caller.agent_id, chain_id))
+        return {"jsonrpc": "2.0", "id": call_id, "result": accounts}
 
     async def _count_request(
         self, call_id: Any, method_class: MethodClass, wallet: Wallet | None

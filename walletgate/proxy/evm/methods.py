@@ -4,8 +4,11 @@ Anything not listed is UNKNOWN and denied by the proxy: a new method that moves 
 must never slip through as a read because nobody thought of it.
 
 Decisions worth knowing:
-- ``eth_accounts``, ``eth_requestAccounts`` and ``eth_coinbase`` are ADMIN: on a shared
-  custody backend they list every key it holds, other agents' wallets included.
+- ``eth_accounts`` and ``eth_requestAccounts`` are never forwarded: on a shared custody
+  backend they list every key it holds, other agents' wallets included. walletgate
+  answers them itself with the calling agent's own wallets (:data:`OWN_ACCOUNT_METHODS`),
+  so that clients which look an account up first (ethers' ``getSigner(address)``) work.
+  ``eth_coinbase`` is ADMIN.
 - ``personal_sign`` is SIGNING although it shares the ``personal_`` prefix; every other
   ``personal_*`` method manages keys or signs with a password and is ADMIN.
 - Operators may move methods between READ, ADMIN and UNKNOWN, but not into or out of
@@ -92,6 +95,8 @@ READ_METHODS = frozenset(
 )
 
 ADMIN_METHODS = frozenset({"eth_accounts", "eth_requestAccounts", "eth_coinbase"})
+#: Answered by walletgate with the caller's own wallets, never forwarded (see above).
+OWN_ACCOUNT_METHODS = frozenset({"eth_accounts", "eth_requestAccounts"})
 
 #: Namespaces for node administration and key management.
 ADMIN_PREFIXES = (
