@@ -1,7 +1,12 @@
-"""ERC-20 calldata: transfer, transferFrom, approve and increaseAllowance become intents.
+"""ERC-20 calldata: transfer, transferFrom, approve and increaseAllowance become intents,
+and so do the token methods that do the same with a callback or under an older name:
+ERC-1363's ``transferAndCall``, ``transferFromAndCall`` and ``approveAndCall`` (with and
+without their ``bytes`` argument: the callback runs on the recipient, the tokens move
+all the same) and ``increaseApproval`` (the pre-``increaseAllowance`` name).
 
 Calldata that carries one of these selectors must decode exactly (strict eth-abi
-decoding, zero padding, no missing or extra bytes) or it is a :class:`DecodeError`. It
+decoding, and the arguments must re-encode to the very bytes sent: no sloppy padding,
+offsets or trailing bytes) or it is a :class:`DecodeError`. It
 is never demoted to an unknown contract call: a token contract's dispatcher matches only
 the selector, so a transfer with sloppy padding or trailing bytes still moves tokens,
 and "unknown call" would let it be judged by the contract allowlist instead of the
@@ -100,11 +105,36 @@ class _TokenFunction:
         return bytes(function_signature_to_4byte_selector(self.signature))
 
 
+def _first(count: int, build: Callable[[TokenCallContext, tuple[Any, ...]], TokenIntent]) -> Any:
+    """``build`` over the first ``count`` arguments (the ERC-1363 callback data is not
+    what moves tokens)."""
+    return lambda context, args: build(context, args[:count])
+
+
+def _approve_and_call(context: TokenCallContext, args: tuple[Any, ...]) -> TokenIntent:
+    spender, amount = args[:2]
+    return approval(context, spender, amount, "approveAndCall")
+
+
+def _increase_approval(context: TokenCallContext, args: tuple[Any, ...]) -> TokenIntent:
+    spender, amount = args
+    return approval(context, spender, amount, "increaseApproval")
+
+
+_TRANSFER = ("address", "uint256")
+_TRANSFER_FROM = ("address", "address", "uint256")
 _FUNCTIONS = (
-    _TokenFunction("transfer", ("address", "uint256"), _transfer),
-    _TokenFunction("transferFrom", ("address", "address", "uint256"), _transfer_from),
-    _TokenFunction("approve", ("address", "uint256"), _approve),
-    _TokenFunction("increaseAllowance", ("address", "uint256"), _increase_allowance),
+    _TokenFunction("transfer", _TRANSFER, _transfer),
+    _TokenFunction("transferFrom", _TRANSFER_FROM, _transfer_from),
+    _TokenFunction("approve", _TRANSFER, _approve),
+    _TokenFunction("increaseAllowance", _TRANSFER, _increase_allowance),
+    _TokenFunction("increaseApproval", _TRANSFER, _increase_approval),
+    _TokenFunction("transferAndCall", _TRANSFER, _transfer),
+    _TokenFunction("transferAndCall", (*_TRANSFER, "bytes"), _first(2, _transfer)),
+    _TokenFunction("transferFromAndCall", _TRANSFER_FROM, _transfer_from),
+    _TokenFunction("transferFromAndCall", (*_TRANSFER_FROM, "bytes"), _first(3, _transfer_from)),
+    _TokenFunction("approveAndCall", _TRANSFER, _approve_and_call),
+    _TokenFunction("approveAndCall", (*_TRANSFER, "bytes"), _approve_and_call),
 )
 _BY_SELECTOR = {function.selector: function for function in _FUNCTIONS}
 
@@ -118,14 +148,27 @@ def decode_token_call(data: bytes, context: TokenCallContext, where: str) -> Tok
     function = _BY_SELECTOR.get(data[:4]) if len(data) >= 4 else None
     if function is None:
         return None
-    expected = 4 + 32 * len(function.arg_types)  # all arguments are static words
-    if len(data) != expected:
+    return function.build(
+        context, decode_arguments(function.signature, function.arg_types, data, where)
+    )
+
+
+def decode_arguments(
+    signature: str, arg_types: tuple[str, ...], data: bytes, where: str
+) -> tuple[Any, ...]:
+    """The arguments of ``data`` (selector included) for a function of ``arg_types``,
+    decoded strictly; a :class:`DecodeError` unless they re-encode to exactly the bytes
+    sent, so no two readings of the same calldata can differ (a contract's own decoder
+    may accept sloppy padding, stray offsets or trailing bytes that eth-abi skips)."""
+    body = data[4:]
+    try:
+        args = eth_abi.decode(arg_types, body, strict=True)
+    except (DecodingError, OverflowError, ValueError) as exc:
+        raise DecodeError(f"{signature} calldata: {exc}", where=where) from None
+    if eth_abi.encode(arg_types, args) != body:
         raise DecodeError(
-            f"{function.signature} calldata must be {expected} bytes, got {len(data)}",
+            f"{signature} calldata is not in the one canonical ABI encoding "
+            f"({len(data)} bytes; padding, offsets or trailing bytes differ)",
             where=where,
         )
-    try:
-        args = eth_abi.decode(function.arg_types, data[4:], strict=True)
-    except DecodingError as exc:
-        raise DecodeError(f"{function.signature} calldata: {exc}", where=where) from None
-    return function.build(context, args)
+    return tuple(args)
