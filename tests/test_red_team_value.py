@@ -134,7 +134,7 @@ def _split(types: str) -> list[str]:
     return [*out, current] if current else out
 
 
-def send(to: str | None, *, value: int = 0, data: bytes = b"", **fees: int) -> list[Any]:
+def send(to: str | None, *, value: int = 0, data: bytes = b"", **fees: Any) -> list[Any]:
     fields = {"gas": 100_000, "maxFeePerGas": 2 * GWEI, "maxPriorityFeePerGas": GWEI} | fees
     tx: dict[str, Any] = {"from": WALLET, "value": hex(value), "chainId": hex(CHAIN)}
     if to is not None:
@@ -149,9 +149,9 @@ def send(to: str | None, *, value: int = 0, data: bytes = b"", **fees: int) -> l
 
 
 def raw(tx: dict[str, Any]) -> list[str]:
-    base = {"chainId": CHAIN, "nonce": 0, "gas": 21_000, "to": D1, "value": 0, "data": b""}
-    signed = base | tx
-    signed["to"] = to_checksum_address(signed["to"])
+    base: dict[str, Any] = {"chainId": CHAIN, "nonce": 0, "gas": 21_000, "value": 0}
+    signed = base | {"data": b"", "to": D1} | tx
+    signed["to"] = to_checksum_address(str(signed["to"]))
     return [sign_raw(signed)]
 
 
