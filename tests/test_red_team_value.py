@@ -176,13 +176,17 @@ def test_the_issue_fee_drain_is_refused_and_its_twin_allowed() -> None:
         {"gas": 21_000, "maxFeePerGas": 50_000 * GWEI, "maxPriorityFeePerGas": 0},  # 1.05 ETH
     ],
 )
-def test_fees_over_the_cap_are_refused_whatever_their_shape(fees: dict[str, int]) -> None:
+def test_fees_over_the_cap_are_refused_whatever_their_shape(fees: dict[str, Any]) -> None:
     assert outcome("eth_sendTransaction", send(D1, **fees)) is not ALLOWED
 
 
 def test_value_and_fee_together_over_the_cap_are_refused() -> None:
     # 0.99 ETH + 0.021 ETH of fees: each alone is within 1 ETH, together they are not.
-    fees = {"gas": 21_000, "maxFeePerGas": 10**6 * GWEI // 1000, "maxPriorityFeePerGas": 1}
+    fees: dict[str, Any] = {
+        "gas": 21_000,
+        "maxFeePerGas": 10**6 * GWEI // 1000,
+        "maxPriorityFeePerGas": 1,
+    }
     assert outcome("eth_sendTransaction", send(D1, value=99 * ETH // 100, **fees)) is not ALLOWED
     assert outcome("eth_sendTransaction", send(D1, value=9 * ETH // 10, **fees)) is ALLOWED
 
