@@ -3,6 +3,8 @@
 # PostgreSQL and Valkey; set WALLETGATE_TEST_DATABASE_URL and WALLETGATE_TEST_REDIS_URL
 # to use running servers instead. Extra arguments go to pytest (e.g. -k migrations).
 set -euo pipefail
+# The tests need the dev extras (pytest, hypothesis, ...); run.sh installs only runtime.
+WALLETGATE_VENV_EXTRAS=dev
 # shellcheck source=scripts/lib/venv.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/venv.sh"
 cd "$ROOT"

@@ -22,11 +22,13 @@ import pytest
 from tests.support.devnet import Devnet
 from tests.support.fleet import Fleet
 from tests.support.spender_fleet import (
+    FEE,
     document,
     flush_redis,
     fresh_recipient,
     spender_fleet_fixture,
     transfer,
+    worth,
 )
 from walletgate.storage.counters import scale_exponent
 
@@ -41,7 +43,7 @@ PROOF_ENV = {"WALLETGATE_REDIS_TIMEOUT": "5"}
 class Outcome:
     """What one scenario's requests did, seen three ways."""
 
-    cap: int
+    cap: int  # the policy's cap: values and fees (FEE per transfer) count against it
     amounts: list[int]
     replies: list[dict[str, Any]]
     committed: list[int]  # amounts the audit log shows committed
@@ -51,7 +53,8 @@ class Outcome:
 
     @property
     def overspend(self) -> int:
-        return max(0, sum(self.committed) - self.cap)
+        """What the committed transfers could cost beyond the cap, fees included."""
+        return max(0, sum(self.committed) + len(self.committed) * FEE - self.cap)
 
 
 async def fire(fleet: Fleet, amounts: list[int], recipient: str) -> list[dict[str, Any]]:
@@ -103,7 +106,7 @@ async def run_scenario(
 
 
 def assert_exact_unit_outcome(outcome: Outcome) -> None:
-    """200 spends of 1 wei against a cap of 50: exactly 50 forwarded and mined."""
+    """200 spends of 1 wei against a cap worth 50 of them: exactly 50 forwarded and mined."""
     answered = [r for r in outcome.replies if "result" in r]
     limited = [r for r in outcome.replies if r.get("error", {}).get("code") == -32005]
     assert len(answered) == 50 and len(limited) == 150
@@ -123,9 +126,15 @@ def assert_random_outcome(outcome: Outcome) -> None:
     assert sum("result" in r for r in outcome.replies) == len(outcome.committed)
     scale = 10 ** scale_exponent(outcome.cap)
     margin = (len(outcome.committed) + 2) * scale
+    fees = (len(outcome.committed) + 1) * FEE  # each committed one's fee, and its own
     for amount in outcome.refused:
         # Totals only grew, so when this was refused there was at most this much room.
-        assert total + amount > outcome.cap - margin, "refused although it fitted"
+        assert total + fees + amount > outcome.cap - margin, "refused although it fitted"
+
+
+#: Room for exactly 50 spends of 1 wei and their fees: half a fee more, since counters
+#: of caps this large are scaled (rounded against the spender), and a 51st needs a whole one.
+UNIT_CAP = worth(50, 50) + FEE // 2
 
 
 def random_amounts(seed: int) -> tuple[int, list[int]]:
@@ -141,7 +150,7 @@ fleet = spender_fleet_fixture(extra_env=PROOF_ENV)
 
 
 async def test_200_parallel_spends_of_1_against_a_cap_of_50(fleet: Fleet, devnet: Devnet) -> None:
-    outcome = await run_scenario(fleet, devnet, "unit", 50, [1] * PARALLEL)
+    outcome = await run_scenario(fleet, devnet, "unit", UNIT_CAP, [1] * PARALLEL)
     assert_exact_unit_outcome(outcome)
 
 
@@ -160,7 +169,7 @@ async def test_random_amounts_never_overspend(fleet: Fleet, devnet: Devnet, seed
 async def test_after_flushall_the_rebuilt_counter_still_refuses(
     fleet: Fleet, devnet: Devnet, redis_server_url: str
 ) -> None:
-    fleet.apply(document(devnet.chain_id, "rebuild", 100))
+    fleet.apply(document(devnet.chain_id, "rebuild", worth(100, 10)))
     recipient = fresh_recipient()
     for i in range(9):
         assert "result" in await fleet.rpc(i, "eth_sendTransaction", transfer(recipient, 10))
@@ -176,12 +185,12 @@ async def test_after_flushall_the_rebuilt_counter_still_refuses(
 async def test_a_lowered_cap_applies_to_the_next_request_on_another_process(
     fleet: Fleet, devnet: Devnet
 ) -> None:
-    fleet.apply(document(devnet.chain_id, "lowered", 100))
+    fleet.apply(document(devnet.chain_id, "lowered", worth(100, 3)))
     recipient = fresh_recipient()
     assert "result" in await fleet.rpc(0, "eth_sendTransaction", transfer(recipient, 40))
-    fleet.apply(document(devnet.chain_id, "lowered", 50))
+    fleet.apply(document(devnet.chain_id, "lowered", worth(50, 2)))
     refused = await fleet.rpc(1, "eth_sendTransaction", transfer(recipient, 20))
     assert refused["error"]["data"]["reason"] == "cumulative_cap_exceeded"
-    assert refused["error"]["data"]["findings"][0]["limit"] == "50 eth"
+    assert refused["error"]["data"]["findings"][0]["limit"] == f"{worth(50, 2)} eth"
     assert "result" in await fleet.rpc(2, "eth_sendTransaction", transfer(recipient, 10))
     assert await devnet.balance(recipient) == 50

@@ -13,10 +13,17 @@ import pytest_asyncio
 from tests.support.cluster import ValkeyNode, flush_cluster
 from tests.support.devnet import Devnet
 from tests.support.fleet import Fleet
-from tests.support.spender_fleet import document, fresh_recipient, spender_fleet, transfer
+from tests.support.spender_fleet import (
+    document,
+    fresh_recipient,
+    spender_fleet,
+    transfer,
+    worth,
+)
 from tests.test_concurrency import (
     PARALLEL,
     PROOF_ENV,
+    UNIT_CAP,
     assert_exact_unit_outcome,
     assert_random_outcome,
     random_amounts,
@@ -39,7 +46,7 @@ async def cluster_fleet(
 
 
 async def test_200_parallel_spends_on_a_redis_cluster(cluster_fleet: Fleet, devnet: Devnet) -> None:
-    outcome = await run_scenario(cluster_fleet, devnet, "unit", 50, [1] * PARALLEL)
+    outcome = await run_scenario(cluster_fleet, devnet, "unit", UNIT_CAP, [1] * PARALLEL)
     assert_exact_unit_outcome(outcome)
 
 
@@ -56,7 +63,7 @@ async def test_random_amounts_on_a_redis_cluster(cluster_fleet: Fleet, devnet: D
 async def test_a_flushed_cluster_rebuilds_before_the_next_reservation(
     cluster_fleet: Fleet, devnet: Devnet, cluster_nodes: list[ValkeyNode]
 ) -> None:
-    cluster_fleet.apply(document(devnet.chain_id, "rebuild", 100))
+    cluster_fleet.apply(document(devnet.chain_id, "rebuild", worth(100, 10)))
     recipient = fresh_recipient()
     for i in range(9):
         reply = await cluster_fleet.rpc(i, "eth_sendTransaction", transfer(recipient, 10))

@@ -31,6 +31,7 @@ from tests.support.spender_fleet import (
     spender_fleet,
     stalling_fleet_fixtures,
     transfer,
+    worth,
 )
 
 stalling, fleet, forwarding = stalling_fleet_fixtures()
@@ -69,7 +70,7 @@ async def reservation_records(redis_url: str, tx_id: object) -> list[bytes | str
 async def test_a_client_that_hangs_up_does_not_stop_the_commit(
     fleet: Fleet, devnet: Devnet, stalling: StallingBackend, redis_server_url: str
 ) -> None:
-    fleet.apply(document(devnet.chain_id, "hangup-commit", 10))
+    fleet.apply(document(devnet.chain_id, "hangup-commit", worth(10, 2)))
     recipient = fresh_recipient()
     stalling.delay = 1.5
     await abandon(fleet, transfer(recipient, 3))
@@ -88,7 +89,7 @@ async def test_a_client_that_hangs_up_does_not_stop_the_commit(
 async def test_a_client_that_hangs_up_does_not_stop_the_refund(
     fleet: Fleet, devnet: Devnet, stalling: StallingBackend, redis_server_url: str
 ) -> None:
-    fleet.apply(document(devnet.chain_id, "hangup-refund", 10))
+    fleet.apply(document(devnet.chain_id, "hangup-refund", worth(10, 1)))
     recipient = fresh_recipient()
     stalling.delay, stalling.mode = 1.5, "refuse"
     await abandon(fleet, transfer(recipient, 6))
@@ -103,7 +104,7 @@ async def test_a_client_that_hangs_up_does_not_stop_the_refund(
 async def test_unknown_outcomes_keep_counting_after_redis_loses_everything(
     fleet: Fleet, devnet: Devnet, stalling: StallingBackend, redis_server_url: str
 ) -> None:
-    fleet.apply(document(devnet.chain_id, "unknown", 100))
+    fleet.apply(document(devnet.chain_id, "unknown", worth(100, 3)))
     recipient = fresh_recipient()
     assert "result" in await fleet.rpc(0, "eth_sendTransaction", transfer(recipient, 60))
     stalling.mode = "cut"  # the devnet gets it, walletgate never hears back
@@ -139,7 +140,7 @@ async def lonely_gateway(
             redis_url,
             devnet,
             rule="lonely",
-            cap_wei=10**6,
+            cap_wei=worth(10**6, 10),
             count=1,
             extra_env=env,
         ) as running:

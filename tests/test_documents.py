@@ -551,7 +551,7 @@ def test_validate_command_prints_a_census_for_a_valid_file(
 ) -> None:
     assert main(["policies", "validate", str(EXAMPLE)]) == 0
     assert capsys.readouterr().out == (
-        "OK: 1 owner, 2 agents, 3 wallets, 2 assets, 3 policies (14 rules)\n"
+        "OK: 1 owner, 2 agents, 3 wallets, 3 assets, 3 policies (19 rules)\n"
     )
 
 

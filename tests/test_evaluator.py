@@ -39,6 +39,7 @@ from tests.support.policy_world import (
     delegation,
     eth,
     eth_limit,
+    fee,
     native,
     policy,
     sign,
@@ -69,6 +70,7 @@ from walletgate.policies.model import (
     DelegationAllowlist,
     DestinationAllowlist,
     DestinationDenylist,
+    FeeCap,
     Limit,
     PerTxCap,
     Policy,
@@ -77,6 +79,7 @@ from walletgate.policies.model import (
     SigningAllowlist,
     Tier,
     TimeWindow,
+    TypedDataEntry,
     Window,
 )
 from walletgate.policies.request import SpendRequest
@@ -595,9 +598,35 @@ CASES = [
         sign(signature(TYPED_V4, verifying_contract=WUSD_TOKEN), method=TYPED_V4),
         Reason.SIGNING_NOT_ALLOWED,
     ),
-    allow(
-        "typed data for a contract that is no known asset is judged by the allowlist",
+    deny(
+        "typed data is not admitted by its method alone",
         (policy("signing", SigningAllowlist("sign", frozenset({TYPED_V4}))),),
+        sign(signature(TYPED_V4, verifying_contract=ROUTER), method=TYPED_V4),
+        Reason.SIGNING_NOT_ALLOWED,
+        ("signing", "sign"),
+    ),
+    allow(
+        "typed data for a contract that is no known asset, admitted by a typed_data entry",
+        (
+            policy(
+                "signing",
+                SigningAllowlist(
+                    "sign",
+                    frozenset({TYPED_V4}),
+                    typed_data=(TypedDataEntry(ROUTER, CHAIN, "Unknown"),),
+                ),
+            ),
+        ),
+        sign(signature(TYPED_V4, verifying_contract=ROUTER), method=TYPED_V4),
+    ),
+    allow(
+        "typed data admitted by the unsafe opt-out",
+        (
+            policy(
+                "signing",
+                SigningAllowlist("sign", frozenset({TYPED_V4}), allow_any_typed_data_unsafe=True),
+            ),
+        ),
         sign(signature(TYPED_V4, verifying_contract=ROUTER), method=TYPED_V4),
     ),
     deny(
@@ -651,6 +680,98 @@ CASES = [
         (CAPS, policy("hours", TimeWindow("office", "Mars/Olympus", WEEKDAYS, time(0), time(23)))),
         spend(native(ALICE, 1)),
         Reason.OUTSIDE_TIME_WINDOW,
+    ),
+    # -- fees ----------------------------------------------------------------------------
+    deny(
+        "a zero-value send with a 21 ETH fee is over a 1.5 ETH per-transaction cap",
+        (CAPS,),
+        spend(native(ALICE, 0), fee(10**15)),  # 21000 gas x 1,000,000 gwei
+        Reason.PER_TX_CAP,
+        ("caps", "eth-per-tx"),
+    ),
+    deny(
+        "value and fee count together",
+        (CAPS,),
+        spend(native(ALICE, eth("1.4")), fee(5 * 10**12)),  # 1.4 + 0.105 ETH
+        Reason.PER_TX_CAP,
+        ("caps", "eth-per-tx"),
+    ),
+    allow(
+        "value and a small fee within the cap",
+        (CAPS,),
+        spend(native(ALICE, eth("1.4")), fee(10**9)),
+    ),
+    deny(
+        "a USD cap counts the fee at the native price",
+        (policy("usd", USD_CAP),),
+        spend(native(ALICE, 0), fee(2 * 10**13)),  # 0.42 ETH = 1260 USD
+        Reason.PER_TX_CAP,
+    ),
+    deny(
+        "a fee no rule bounds is not covered (a token-only policy)",
+        (policy("tokens", WUSD_CAP),),
+        spend(transfer(WUSD_TOKEN, ALICE, wusd("1")), fee(10**9)),
+        Reason.NO_POLICY,
+    ),
+    allow(
+        "a fee_cap covers the fee of a token-only policy",
+        (policy("tokens", WUSD_CAP, FeeCap("fees", eth_limit("0.01"))),),
+        spend(transfer(WUSD_TOKEN, ALICE, wusd("1")), fee(10**9)),
+    ),
+    deny(
+        "a fee_cap refuses fees over its maximum",
+        (policy("tokens", WUSD_CAP, FeeCap("fees", eth_limit("0.01"))),),
+        spend(transfer(WUSD_TOKEN, ALICE, wusd("1")), fee(10**12)),  # 0.021 ETH
+        Reason.FEE_CAP,
+        ("tokens", "fees"),
+    ),
+    deny(
+        "a fee_cap refuses a max fee per gas over its ceiling",
+        (CAPS, policy("fees", FeeCap("gwei", max_fee_per_gas=50 * 10**9))),
+        spend(native(ALICE, 1), fee(51 * 10**9)),
+        Reason.FEE_CAP,
+        ("fees", "gwei"),
+    ),
+    allow(
+        "a fee per gas at the ceiling passes",
+        (CAPS, policy("fees", FeeCap("gwei", max_fee_per_gas=50 * 10**9))),
+        spend(native(ALICE, 1), fee(50 * 10**9)),
+    ),
+    deny(
+        "a fee_cap with only a fee per gas does not cover the fee",
+        (policy("tokens", WUSD_CAP, FeeCap("gwei", max_fee_per_gas=50 * 10**9)),),
+        spend(transfer(WUSD_TOKEN, ALICE, wusd("1")), fee(10**9)),
+        Reason.NO_POLICY,
+    ),
+    deny(
+        "a USD fee_cap with no ETH price fails closed",
+        (
+            policy(
+                "geth",
+                PerTxCap("cap", Limit("goerli-eth", eth("1"))),
+                FeeCap("fees", usd_limit("1")),
+            ),
+        ),
+        spend(
+            native(ALICE, 1, wallet=TRADER_FAR, chain=OTHER_CHAIN),
+            fee(10**9, wallet=TRADER_FAR, chain=OTHER_CHAIN),
+            wallet=TRADER_FAR,
+            chain_id=OTHER_CHAIN,
+        ),
+        Reason.PRICE_UNAVAILABLE,
+    ),
+    allow(
+        "a fee goes to no destination: an allowlist of the recipient passes",
+        (CAPS, policy("dst", DestinationAllowlist("dst", frozenset({ALICE})))),
+        spend(native(ALICE, 1), fee(10**9)),
+    ),
+    allow(
+        "a WUSD-only asset allowlist does not refuse the ETH fee",
+        (
+            policy("tokens", WUSD_CAP, FeeCap("fees", eth_limit("0.01"))),
+            policy("assets", AssetAllowlist("only-wusd", frozenset({"wusd"}))),
+        ),
+        spend(transfer(WUSD_TOKEN, ALICE, wusd("1")), fee(10**9)),
     ),
     # -- precedence ----------------------------------------------------------------------
     deny(
@@ -863,7 +984,14 @@ def test_real_authorization_must_name_the_backend_chain(chain: int, allowed: boo
         "r": hex(signed.r),
         "s": hex(signed.s),
     }
-    tx = {"from": TRADER_HOT, "to": ALICE, "type": "0x4", "authorizationList": [authorization]}
+    tx = {
+        "from": TRADER_HOT,
+        "to": ALICE,
+        "type": "0x4",
+        "authorizationList": [authorization],
+        "gas": "0x10000",
+        "maxFeePerGas": hex(10**9),
+    }
     decision = _decide("eth_sendTransaction", [tx])
     assert decision.outcome is (Outcome.ALLOW if allowed else Outcome.DENY), decision.message
     if not allowed:
@@ -995,6 +1123,22 @@ def test_cumulative_caps_claim_per_scope_in_base_units_and_micro_dollars() -> No
     assert month_claim.key == "agent:trader:monthly:wusd-month:wusd"
     assert (month_claim.calendar, month_claim.timezone) == ("month", "Europe/Berlin")
     assert month_claim.window_seconds is None
+
+
+def test_fees_accumulate_into_cumulative_caps() -> None:
+    # A zero-value transaction still claims its fee: 21000 gas x 1000 gwei = 0.021 ETH,
+    # 63 USD at 3000 USD/ETH.
+    policies = world(policy("daily", DAILY_ETH, DAILY_USD))
+    decision = evaluate(spend(native(ALICE, 0), fee(1000 * 10**9)), policies, NOW)
+    assert decision.allowed
+    assert claims_of(decision) == {
+        "wallet:trader-hot:daily:eth-daily:eth": (eth("0.021"), eth("5"), "eth"),
+        "owner:acme:daily:usd-daily:micro_usd": (63 * 10**6, 20000 * 10**6, "micro_usd"),
+    }
+    assert dict(decision.amounts) == {"eth": eth("0.021")}
+    # A fee larger than the whole window's cap is refused outright.
+    huge = evaluate(spend(native(ALICE, 0), fee(10**15)), policies, NOW)
+    assert huge.reason is Reason.CUMULATIVE_CAP
 
 
 def test_usd_claims_round_the_amount_up_and_the_limit_down() -> None:

@@ -30,12 +30,16 @@ from walletgate.intents import (
     DecodeError,
     Delegation,
     NativeTransfer,
+    NetworkFee,
 )
 from walletgate.proxy.evm.calls import create_address
 from walletgate.proxy.evm.decode import decode_call
+from walletgate.proxy.evm.fees import CallsFeeQuote
 from walletgate.proxy.evm.methods import SIGNING_METHODS, SPENDING_METHODS
 from walletgate.proxy.evm.reads import balance_query
 
+#: Gas and fee fields for transaction objects (the gateway fills them when missing).
+FEES = {"gas": hex(21_000), "maxFeePerGas": hex(10**9)}
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 keys = st.integers(min_value=1, max_value=SECPK1_N - 1).map(lambda k: k.to_bytes(32, "big"))
@@ -339,7 +343,7 @@ def test_signed_transactions_round_trip(example: tuple[dict[str, Any], bytes, li
         if value:
             expected.append(NativeTransfer(chain, wallet, to, value))
         selector = "0x" + data[:4].hex() if len(data) >= 4 else None
-        expected.append(ContractCall(chain, wallet, to, selector, len(data)))
+        expected.append(ContractCall(chain, wallet, to, selector, len(data), bytes(data), value))
     for authorization, authority_key in zip(
         tx.get("authorizationList", []), authority_keys, strict=True
     ):
@@ -351,6 +355,12 @@ def test_signed_transactions_round_trip(example: tuple[dict[str, Any], bytes, li
                 authorization.chain_id,
             )
         )
+    # Last, the most the transaction can cost in fees.
+    per_gas = tx["gasPrice"] if "gasPrice" in tx else tx["maxFeePerGas"]
+    blob_fee = len(tx.get("blobVersionedHashes", ())) * 131072 * tx.get("maxFeePerBlobGas", 0)
+    expected.append(
+        NetworkFee(chain, wallet, tx["gas"] * per_gas + blob_fee, tx["gas"], per_gas, blob_fee)
+    )
     assert decoded.intents == tuple(expected)
 
 
@@ -370,7 +380,7 @@ def test_address_case_never_changes_intents(
     transfer = calldata("transferFrom(address,address,uint256)", sender, recipient, amount)
     canonical = decode_call(
         "eth_sendTransaction",
-        [{"from": sender, "to": token, "value": "0x1", "data": transfer}],
+        [{"from": sender, "to": token, "value": "0x1", "data": transfer, **FEES}],
         chain_id=1,
     )
     respelled = decode_call(
@@ -381,6 +391,7 @@ def test_address_case_never_changes_intents(
                 "to": data.draw(spellings(token)),
                 "value": "0x1",
                 "data": transfer,
+                **FEES,
             }
         ],
         chain_id=1,
@@ -396,5 +407,7 @@ def test_address_case_never_changes_intents(
                 "calls": [{"to": data.draw(spellings(token)), "data": transfer}],
             }
         ],
+        calls_fee_quote=CallsFeeQuote(gas=(21_000,), max_fee_per_gas=10**9),
     )
+    # The same call and the same fee, without the value the transaction sends.
     assert calls.intents == canonical.intents[1:]

@@ -31,6 +31,7 @@ from walletgate.intents import (
     DecodeError,
     Delegation,
     NativeTransfer,
+    NetworkFee,
     TokenTransfer,
 )
 from walletgate.proxy.evm.decode import decode_call
@@ -68,6 +69,17 @@ def refusal(raw_hex: Any) -> DecodeError:
     return caught.value
 
 
+def fee_of(tx: dict[str, Any], wallet: str = WALLET, *, blobs: int | None = None) -> NetworkFee:
+    """The fee a transaction dict offers, worked out from its fields: gas x gasPrice (or
+    maxFeePerGas), plus 131072 blob gas per blob x maxFeePerBlobGas."""
+    per_gas = tx["gasPrice"] if "gasPrice" in tx else tx["maxFeePerGas"]
+    count = len(tx.get("blobVersionedHashes", ())) if blobs is None else blobs
+    blob_fee = count * 131072 * tx.get("maxFeePerBlobGas", 0)
+    return NetworkFee(
+        CHAIN_ID, wallet, tx["gas"] * per_gas + blob_fee, tx["gas"], per_gas, blob_fee
+    )
+
+
 def _int(value: int) -> bytes:
     return bytes(big_endian_int.serialize(value))
 
@@ -89,7 +101,10 @@ def test_each_type_yields_signer_chain_nonce_hash_and_intents(tx: dict[str, Any]
     assert decoded.chain_id == CHAIN_ID
     assert decoded.nonce == 5
     assert decoded.tx_hash == tx_hash(tx)
-    assert decoded.intents == (NativeTransfer(CHAIN_ID, WALLET, RECIPIENT, tx["value"]),)
+    assert decoded.intents == (
+        NativeTransfer(CHAIN_ID, WALLET, RECIPIENT, tx["value"]),
+        fee_of(tx),
+    )
 
 
 def test_signed_chain_wins_over_the_backend_chain() -> None:
@@ -106,22 +121,29 @@ def test_pre_eip155_legacy_binds_no_chain() -> None:
     assert decoded.chain_id is None
     assert decoded.tx_hash == tx_hash(unbound)
     assert decoded.wallet == WALLET
-    assert decoded.intents == (NativeTransfer(CHAIN_ID, WALLET, RECIPIENT, 10**18),)
+    assert decoded.intents == (
+        NativeTransfer(CHAIN_ID, WALLET, RECIPIENT, 10**18),
+        fee_of(LEGACY),  # 21000 x 1 gwei
+    )
     with pytest.raises(DecodeError, match="backend's chain is not known"):
         raw(sign_raw(unbound), chain_id=None)
 
 
 def test_token_transfer_inside_a_raw_transaction() -> None:
     data = calldata("transfer(address,uint256)", RECIPIENT, 77)
-    decoded = raw(sign_raw(fees_1559(to=TOKEN, data=data), BOB))
+    tx = fees_1559(to=TOKEN, data=data)
+    decoded = raw(sign_raw(tx, BOB))
     assert decoded.intents == (
         TokenTransfer(CHAIN_ID, address_of(BOB), TOKEN, RECIPIENT, 77, source=address_of(BOB)),
+        fee_of(tx, address_of(BOB)),
     )
 
 
 def test_contract_creation_with_value_goes_to_the_create_address() -> None:
-    decoded = raw(sign_raw(fees_1559(to=b"", data=b"\x60\x00", value=3, nonce=0)))
-    creation, transfer = decoded.intents
+    tx = fees_1559(to=b"", data=b"\x60\x00", value=3, nonce=0)
+    decoded = raw(sign_raw(tx))
+    creation, transfer, fee = decoded.intents
+    assert fee == fee_of(tx)
     assert creation == ContractCreation(CHAIN_ID, WALLET, 2)
     assert isinstance(transfer, NativeTransfer) and transfer.amount == 3
     expected = "0x" + keccak(rlp.encode([bytes.fromhex(WALLET[2:]), 0]))[12:].hex()
@@ -136,6 +158,7 @@ def test_set_code_authorizations_are_delegations_of_their_authorities() -> None:
     assert decoded.intents[1:] == (
         Delegation(CHAIN_ID, address_of(BOB), DELEGATE, CHAIN_ID),
         Delegation(CHAIN_ID, WALLET, DELEGATE, CHAIN_ID),
+        fee_of(tx),
     )
 
 
@@ -149,7 +172,10 @@ def test_a_tampered_transaction_recovers_someone_else() -> None:
     tampered = mutate_rlp(sign_raw(DYNAMIC), lambda item: item.__setitem__(6, _int(10**20)))
     decoded = raw(tampered)
     assert decoded.wallet != WALLET
-    assert decoded.intents == (NativeTransfer(CHAIN_ID, decoded.wallet, RECIPIENT, 10**20),)
+    assert decoded.intents == (
+        NativeTransfer(CHAIN_ID, decoded.wallet, RECIPIENT, 10**20),
+        fee_of(DYNAMIC, decoded.wallet),
+    )
 
 
 def _wrap_blob(
@@ -170,7 +196,10 @@ def test_blob_network_form_is_judged_by_its_body(cell_proofs: bool) -> None:
     assert decoded.wallet == WALLET
     # The hash of a blob transaction covers the body, never the sidecar.
     assert decoded.tx_hash == tx_hash(BLOB)
-    assert decoded.intents == (NativeTransfer(CHAIN_ID, WALLET, RECIPIENT, 0),)
+    assert decoded.intents == (
+        NativeTransfer(CHAIN_ID, WALLET, RECIPIENT, 0),
+        fee_of(BLOB),  # 100000 x 2 gwei + 1 blob x 131072 x 7 wei
+    )
 
 
 def test_blob_network_form_made_by_eth_account() -> None:
@@ -179,7 +208,10 @@ def test_blob_network_form_made_by_eth_account() -> None:
     decoded = raw("0x" + bytes(signed.raw_transaction).hex())
     assert decoded.wallet == WALLET
     assert decoded.nonce == 1
-    assert decoded.intents == (NativeTransfer(CHAIN_ID, WALLET, RECIPIENT, 4),)
+    assert decoded.intents == (
+        NativeTransfer(CHAIN_ID, WALLET, RECIPIENT, 4),
+        fee_of(blob_tx, blobs=1),
+    )
 
 
 @pytest.mark.parametrize(
@@ -204,6 +236,26 @@ def test_blob_network_form_made_by_eth_account() -> None:
 )
 def test_bad_blob_sidecars_are_refused(wrapped: Any, fragment: str) -> None:
     assert fragment in refusal(wrapped()).message
+
+
+@pytest.mark.parametrize("version", ["0x00", "0x02", "0xff"])
+def test_blob_hashes_need_version_byte_one(version: str) -> None:
+    # EIP-4844: a versioned hash starts with 0x01; nodes refuse others.
+    tx = fees_1559(nonce=5, maxFeePerBlobGas=7, blobVersionedHashes=[version + "ab" * 31])
+    error = refusal(sign_raw(tx))
+    assert "version byte 0x01" in error.message
+    assert error.where == "params[0].blobVersionedHashes[0]"
+
+
+@pytest.mark.parametrize("tx", [LEGACY, ACCESS_LIST, DYNAMIC], ids=["legacy", "2930", "1559"])
+def test_a_huge_fee_is_the_most_the_transaction_can_cost(tx: dict[str, Any]) -> None:
+    # The issue's attack: value 0, gas 21000, 1,000,000 gwei per gas is 21 ETH of fees.
+    price = "gasPrice" if "gasPrice" in tx else "maxFeePerGas"
+    attack = {**tx, "value": 0, "gas": 21_000, price: 10**15}
+    if price == "maxFeePerGas":
+        attack["maxPriorityFeePerGas"] = 10**15
+    (_, fee) = raw(sign_raw(attack)).intents
+    assert fee == NetworkFee(CHAIN_ID, WALLET, 21 * 10**18, 21_000, 10**15)
 
 
 def _high_s(item: list[Any]) -> None:
@@ -320,6 +372,7 @@ def test_param_shapes(params: Any) -> None:
 
 
 def test_authorization_count_is_bounded() -> None:
-    assert len(raw(sign_raw(set_code_tx(*[BOB.key] * 32))).intents) == 33
+    # The transfer, 32 delegations and the fee.
+    assert len(raw(sign_raw(set_code_tx(*[BOB.key] * 32))).intents) == 34
     error = refusal(sign_raw(set_code_tx(*[BOB.key] * 33)))
     assert error.message == "33 authorizations; the limit is 32"

@@ -27,18 +27,36 @@ from walletgate.intents import (
     Delegation,
     MethodClass,
     NativeTransfer,
+    NetworkFee,
     TokenApproval,
     TokenTransfer,
 )
 from walletgate.proxy.evm.decode import decode_call
+from walletgate.proxy.evm.fees import CallsFeeQuote, MissingFeeFields
 
 WALLET = address_of(ALICE)
+#: Fee fields every test transaction carries unless it says otherwise (the gateway fills
+#: missing ones before decoding; test_value_fees.py covers that).
+FEES = {"gas": "0x5208", "maxFeePerGas": hex(10**9)}
+
+
+def with_fees(tx: dict[str, Any]) -> dict[str, Any]:
+    """``tx`` with the default gas and fee per gas, where it names none of its own."""
+    defaults = (
+        {} if {"gasPrice", "maxFeePerGas"} & set(tx) else {"maxFeePerGas": FEES["maxFeePerGas"]}
+    )
+    return {"gas": FEES["gas"], **defaults, **tx}
+
+
+def with_fee(*intents: Any, chain_id: int = CHAIN_ID, wallet: str = WALLET) -> tuple[Any, ...]:
+    """``intents`` followed by the NetworkFee of the default fee fields."""
+    return (*intents, NetworkFee(chain_id, wallet, 21000 * 10**9, 21000, 10**9))
 
 
 def send(
     tx: dict[str, Any], *, chain_id: int | None = CHAIN_ID, method: str = "eth_sendTransaction"
 ) -> Any:
-    return decode_call(method, [{"from": WALLET, **tx}], chain_id=chain_id)
+    return decode_call(method, [{"from": WALLET, **with_fees(tx)}], chain_id=chain_id)
 
 
 def refusal(
@@ -47,7 +65,7 @@ def refusal(
     with pytest.raises(DecodeError) as caught:
         decode_call(
             method,
-            params if params is not None else [{"from": WALLET, **(tx or {})}],
+            params if params is not None else [{"from": WALLET, **with_fees(tx or {})}],
             chain_id=CHAIN_ID,
         )
     return caught.value
@@ -58,7 +76,7 @@ def test_native_transfer() -> None:
     assert decoded.method_class is MethodClass.SPENDING
     assert decoded.wallet == WALLET
     assert decoded.chain_id is None  # nothing declared: the proxy's backend chain applies
-    assert decoded.intents == (NativeTransfer(CHAIN_ID, WALLET, RECIPIENT, 10**18),)
+    assert decoded.intents == with_fee(NativeTransfer(CHAIN_ID, WALLET, RECIPIENT, 10**18))
 
 
 def test_declared_chain_binds_the_request_and_its_intents() -> None:
@@ -67,7 +85,7 @@ def test_declared_chain_binds_the_request_and_its_intents() -> None:
     )
     assert decoded.chain_id == 1
     assert decoded.nonce == 7
-    assert decoded.intents == (NativeTransfer(1, WALLET, RECIPIENT, 1),)
+    assert decoded.intents == with_fee(NativeTransfer(1, WALLET, RECIPIENT, 1), chain_id=1)
 
 
 def test_without_any_chain_the_request_cannot_be_judged() -> None:
@@ -77,14 +95,16 @@ def test_without_any_chain_the_request_cannot_be_judged() -> None:
 
 
 def test_a_plain_send_of_zero_still_names_the_recipient() -> None:
-    assert send({"to": RECIPIENT}).intents == (NativeTransfer(CHAIN_ID, WALLET, RECIPIENT, 0),)
+    assert send({"to": RECIPIENT}).intents == with_fee(
+        NativeTransfer(CHAIN_ID, WALLET, RECIPIENT, 0)
+    )
 
 
 def test_sign_transaction_is_decoded_like_a_send() -> None:
     decoded = send({"to": RECIPIENT, "value": "0x5"}, method="eth_signTransaction")
     assert decoded.method == "eth_signTransaction"
     assert decoded.method_class is MethodClass.SPENDING
-    assert decoded.intents == (NativeTransfer(CHAIN_ID, WALLET, RECIPIENT, 5),)
+    assert decoded.intents == with_fee(NativeTransfer(CHAIN_ID, WALLET, RECIPIENT, 5))
 
 
 @pytest.mark.parametrize(
@@ -137,12 +157,12 @@ def test_sign_transaction_is_decoded_like_a_send() -> None:
     ],
 )
 def test_erc20_calldata(data: str, expected: Any) -> None:
-    assert send({"to": TOKEN, "data": data}).intents == (expected,)
+    assert send({"to": TOKEN, "data": data}).intents == with_fee(expected)
 
 
 def test_value_sent_with_a_token_call_is_a_separate_transfer() -> None:
     data = calldata("transfer(address,uint256)", RECIPIENT, 1)
-    assert send({"to": TOKEN, "data": data, "value": "0x2"}).intents == (
+    assert send({"to": TOKEN, "data": data, "value": "0x2"}).intents == with_fee(
         NativeTransfer(CHAIN_ID, WALLET, TOKEN, 2),
         TokenTransfer(CHAIN_ID, WALLET, TOKEN, RECIPIENT, 1, source=WALLET),
     )
@@ -173,8 +193,8 @@ def test_data_and_input_that_differ_are_refused() -> None:
 )
 def test_unknown_calldata_is_a_contract_call(data: str, selector: str | None) -> None:
     length = (len(data) - 2) // 2
-    assert send({"to": TOKEN, "data": data}).intents == (
-        ContractCall(CHAIN_ID, WALLET, TOKEN, selector, data_length=length),
+    assert send({"to": TOKEN, "data": data}).intents == with_fee(
+        ContractCall(CHAIN_ID, WALLET, TOKEN, selector, length, bytes.fromhex(data[2:])),
     )
 
 
@@ -195,8 +215,10 @@ def test_token_calldata_with_a_bad_encoding_is_refused_not_demoted(data: str) ->
 
 
 def test_contract_creation() -> None:
-    assert send({"data": "0x6000"}).intents == (ContractCreation(CHAIN_ID, WALLET, 2),)
-    assert send({"to": None, "data": "0x6000"}).intents == (ContractCreation(CHAIN_ID, WALLET, 2),)
+    assert send({"data": "0x6000"}).intents == with_fee(ContractCreation(CHAIN_ID, WALLET, 2))
+    assert send({"to": None, "data": "0x6000"}).intents == with_fee(
+        ContractCreation(CHAIN_ID, WALLET, 2)
+    )
 
 
 def test_value_sent_to_a_new_contract_goes_to_its_create_address() -> None:
@@ -204,12 +226,13 @@ def test_value_sent_to_a_new_contract_goes_to_its_create_address() -> None:
     sender = "0x6ac7ea33f8831ea9dcc53393aaa88b25a785dbf0"
     decoded = decode_call(
         "eth_sendTransaction",
-        [{"from": sender, "data": "0x00", "value": "0x9", "nonce": "0x0"}],
+        [with_fees({"from": sender, "data": "0x00", "value": "0x9", "nonce": "0x0"})],
         chain_id=CHAIN_ID,
     )
-    assert decoded.intents == (
+    assert decoded.intents == with_fee(
         ContractCreation(CHAIN_ID, sender, 1),
         NativeTransfer(CHAIN_ID, sender, "0xcd234a471b72ba2f1ccf0a70fcaba648a5eecd8d", 9),
+        wallet=sender,
     )
 
 
@@ -313,7 +336,7 @@ def test_authorization_list_becomes_delegations_of_the_recovered_authority() -> 
     authorization = _signed_authorization(0, delegate, 4, BOB.key)
     decoded = send({"to": RECIPIENT, "type": "0x4", "authorizationList": [authorization]})
     assert decoded.wallet == WALLET
-    assert decoded.intents == (
+    assert decoded.intents == with_fee(
         NativeTransfer(CHAIN_ID, WALLET, RECIPIENT, 0),
         Delegation(CHAIN_ID, address_of(BOB), delegate, authorization_chain_id=0),
     )
@@ -349,33 +372,46 @@ def test_authorizations_need_a_set_code_transaction_with_a_recipient() -> None:
     assert refusal(too_many).message == "33 authorizations; the limit is 32"
 
 
-def _send_calls(request: dict[str, Any]) -> Any:
-    return decode_call("wallet_sendCalls", [request], chain_id=None)
+#: The gateway's estimate for the three calls of the test below (wallet_sendCalls names
+#: no fees; the gateway estimates each call's gas and a fee per gas).
+CALLS_QUOTE = CallsFeeQuote(gas=(21000, 50000, 60000), max_fee_per_gas=3 * 10**9)
+
+
+def _send_calls(request: dict[str, Any], quote: CallsFeeQuote | None = CALLS_QUOTE) -> Any:
+    return decode_call("wallet_sendCalls", [request], chain_id=None, calls_fee_quote=quote)
 
 
 def test_send_calls_judges_every_call() -> None:
     transfer = calldata("transfer(address,uint256)", RECIPIENT, 4)
-    decoded = _send_calls(
-        {
-            "version": "2.0.0",
-            "chainId": "0x539",
-            "from": ALICE.address,
-            "atomicRequired": True,
-            "calls": [
-                {"to": RECIPIENT, "value": "0x10"},
-                {"to": TOKEN, "data": transfer},
-                {"to": TOKEN, "data": "0xdeadbeef", "capabilities": {}},
-            ],
-            "capabilities": {"paymasterService": {"url": "https://example.invalid"}},
-        }
-    )
+    request: dict[str, Any] = {
+        "version": "2.0.0",
+        "chainId": "0x539",
+        "from": ALICE.address,
+        "atomicRequired": True,
+        "calls": [
+            {"to": RECIPIENT, "value": "0x10"},
+            {"to": TOKEN, "data": transfer},
+            {"to": TOKEN, "data": "0xdeadbeef", "capabilities": {}},
+        ],
+        "capabilities": {"paymasterService": {"url": "https://example.invalid"}},
+    }
+    decoded = _send_calls(request)
     assert decoded.method_class is MethodClass.SPENDING
     assert (decoded.wallet, decoded.chain_id) == (WALLET, CHAIN_ID)
+    fees = tuple(
+        NetworkFee(CHAIN_ID, WALLET, gas * 3 * 10**9, gas, 3 * 10**9) for gas in CALLS_QUOTE.gas
+    )
     assert decoded.intents == (
         NativeTransfer(CHAIN_ID, WALLET, RECIPIENT, 16),
         TokenTransfer(CHAIN_ID, WALLET, TOKEN, RECIPIENT, 4, source=WALLET),
-        ContractCall(CHAIN_ID, WALLET, TOKEN, "0xdeadbeef", 4),
+        ContractCall(CHAIN_ID, WALLET, TOKEN, "0xdeadbeef", 4, bytes.fromhex("deadbeef")),
+        *fees,
     )
+    # Without the gateway's estimate the request cannot be judged.
+    with pytest.raises(MissingFeeFields):
+        _send_calls({**request, "calls": request["calls"][:1]}, quote=None)
+    with pytest.raises(DecodeError, match="covers 3 calls"):
+        _send_calls({**request, "calls": request["calls"][:1]})
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ from walletgate.intents import (
     MethodClass,
     TokenApproval,
     TokenTransfer,
+    TypedStruct,
 )
 from walletgate.proxy.evm.decode import decode_call
 from walletgate.proxy.evm.typed_data import PERMIT2_ADDRESS
@@ -57,6 +58,17 @@ def refusal(data: Any, **kwargs: Any) -> DecodeError:
     with pytest.raises(DecodeError) as caught:
         sign_typed(data, **kwargs)
     return caught.value
+
+
+def domains(intents: Any) -> list[tuple[Any, ...]]:
+    """The message signatures among ``intents``, by what their domain says (wallet,
+    method, primary type, verifying contract, chain, and the standard they are marked
+    with)."""
+    return [
+        (i.wallet, i.method, i.primary_type, i.verifying_contract, i.chain_id, i.standard)
+        for i in intents
+        if isinstance(i, MessageSignature)
+    ]
 
 
 def approval(
@@ -107,9 +119,18 @@ def test_permit_given_as_a_json_string_is_the_same() -> None:
 
 
 def test_permit_without_a_domain_chain_binds_the_backend_chain() -> None:
+    # The approval is judged on the backend's chain, and a signature marked with the
+    # standard asks the signing allowlist for an entry that allows a missing chain id.
     decoded = sign_typed(permit(WALLET, 1, chain_id=None))
     assert decoded.chain_id is None
-    assert decoded.intents == (approval(1),)
+    assert decoded.intents[0] == approval(1)
+    (unbound,) = decoded.intents[1:]
+    assert isinstance(unbound, MessageSignature)
+    assert (unbound.standard, unbound.chain_id, unbound.primary_type) == (
+        "eip2612-permit",
+        None,
+        "Permit",
+    )
     assert (
         refusal(permit(WALLET, 1, chain_id=None), chain_id=None).where == "params[1].domain.chainId"
     )
@@ -330,11 +351,9 @@ def test_other_eip3009_shapes_stay_message_signatures() -> None:
     }
     cancel["message"] = {"authorizer": WALLET, "nonce": "0x" + "11" * 32}
     for document in (odd, cancel):
-        assert sign_typed(document).intents == (
-            MessageSignature(
-                WALLET, "eth_signTypedData_v4", document["primaryType"], TOKEN, CHAIN_ID
-            ),
-        )
+        assert domains(sign_typed(document).intents) == [
+            (WALLET, "eth_signTypedData_v4", document["primaryType"], TOKEN, CHAIN_ID, None)
+        ]
 
 
 def test_permit2_amount_must_fit_uint160() -> None:
@@ -353,9 +372,9 @@ def test_permit2_errors_name_the_entry() -> None:
 def test_permit2_layouts_elsewhere_are_plain_signatures() -> None:
     other = "0x" + "99" * 20
     decoded = sign_typed(permit2_single(TOKEN, 5, contract=other))
-    assert decoded.intents == (
-        MessageSignature(WALLET, "eth_signTypedData_v4", "PermitSingle", other, CHAIN_ID),
-    )
+    assert domains(decoded.intents) == [
+        (WALLET, "eth_signTypedData_v4", "PermitSingle", other, CHAIN_ID, None)
+    ]
 
 
 def test_non_canonical_permit_layouts_are_plain_signatures() -> None:
@@ -363,16 +382,24 @@ def test_non_canonical_permit_layouts_are_plain_signatures() -> None:
     document["types"]["Permit"][2]["name"] = "amount"
     document["message"]["amount"] = document["message"].pop("value")
     decoded = sign_typed(document)
-    assert decoded.intents == (
-        MessageSignature(WALLET, "eth_signTypedData_v4", "Permit", TOKEN, CHAIN_ID),
-    )
+    assert domains(decoded.intents) == [
+        (WALLET, "eth_signTypedData_v4", "Permit", TOKEN, CHAIN_ID, None)
+    ]
 
 
 def test_other_typed_data_is_a_message_signature() -> None:
     decoded = sign_typed(mail(), method="eth_signTypedData_v3")
     assert decoded.chain_id == CHAIN_ID
-    assert decoded.intents == (
-        MessageSignature(WALLET, "eth_signTypedData_v3", "Mail", "0x" + "cc" * 20, CHAIN_ID),
+    assert domains(decoded.intents) == [
+        (WALLET, "eth_signTypedData_v3", "Mail", "0x" + "cc" * 20, CHAIN_ID, None)
+    ]
+    (signature,) = decoded.intents
+    assert isinstance(signature, MessageSignature)
+    # What a typed_data entry matches on: the domain's name, the exact types, the message.
+    assert signature.domain_name == "Ether Mail"
+    assert signature.encoded_type == "Mail(address from,string contents)"
+    assert signature.message == TypedStruct(
+        "Mail", (("from", "address", RECIPIENT), ("contents", "string", "Hello, Bob!"))
     )
 
 

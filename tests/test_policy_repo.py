@@ -122,7 +122,7 @@ async def test_plan_shows_additions_changes_and_removals_without_changing_anythi
     pool: asyncpg.Pool,
 ) -> None:
     async with pool.acquire() as conn:
-        assert (await plan(conn, example())).counts() == (11, 0, 0)
+        assert (await plan(conn, example())).counts() == (12, 0, 0)
         await apply(conn, example(), actor="alice")
         doc = example()
         doc["agents"].append({"id": "auditor", "owner": "acme"})
@@ -391,7 +391,7 @@ async def test_apply_command_commits_publishes_and_export_round_trips(
     config = store_settings(database_url, redis_url)
 
     assert await run_plan(argparse.Namespace(file=str(EXAMPLE_FILE)), config) == 0
-    assert capsys.readouterr().out.endswith("Plan: 11 to add, 0 to change, 0 to remove.\n")
+    assert capsys.readouterr().out.endswith("Plan: 12 to add, 0 to change, 0 to remove.\n")
 
     assert await run_apply(argparse.Namespace(file=str(EXAMPLE_FILE)), config) == 0
     out = capsys.readouterr().out

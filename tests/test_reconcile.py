@@ -20,11 +20,14 @@ from eth_utils import keccak, to_checksum_address
 from tests.support.devnet import Devnet
 from tests.support.fleet import Fleet, StallingBackend
 from tests.support.spender_fleet import (
+    FEE_PER_GAS,
+    GAS,
     WALLET,
     document,
     fresh_recipient,
     stalling_fleet_fixtures,
     transfer,
+    worth,
 )
 from walletgate.storage.reconcile import Action, Candidate, ChainView, judge, same_transaction
 
@@ -132,9 +135,9 @@ async def signed(devnet: Devnet, recipient: str, wei: int, nonce: int | None = N
     fields = {
         "chainId": devnet.chain_id,
         "nonce": await next_nonce(devnet) if nonce is None else nonce,
-        "maxFeePerGas": 2 * int(await devnet.rpc("eth_gasPrice"), 16),
+        "maxFeePerGas": FEE_PER_GAS,  # counted like a fleet transfer: value + FEE
         "maxPriorityFeePerGas": 1,
-        "gas": 21_000,
+        "gas": GAS,
         "to": to_checksum_address(recipient),
         "value": wei,
     }
@@ -160,7 +163,7 @@ async def reconcile(fleet: Fleet, *flags: str) -> str:
 async def test_a_mined_transaction_whose_answer_was_lost_is_committed(
     fleet: Fleet, devnet: Devnet, stalling: StallingBackend
 ) -> None:
-    fleet.apply(document(devnet.chain_id, "cut-mined", 100))
+    fleet.apply(document(devnet.chain_id, "cut-mined", worth(100, 2)))
     recipient = fresh_recipient()
     raw = await signed(devnet, recipient, 30)
     stalling.mode = "cut"
@@ -183,7 +186,7 @@ async def test_a_mined_transaction_whose_answer_was_lost_is_committed(
 async def test_a_transaction_that_never_reached_the_chain_is_refunded_once_its_nonce_is_used(
     fleet: Fleet, devnet: Devnet, stalling: StallingBackend
 ) -> None:
-    fleet.apply(document(devnet.chain_id, "dropped", 100))
+    fleet.apply(document(devnet.chain_id, "dropped", worth(100, 1)))
     recipient = fresh_recipient()
     nonce = await next_nonce(devnet)
     stalling.mode = "drop"
@@ -206,7 +209,7 @@ async def test_a_transaction_that_never_reached_the_chain_is_refunded_once_its_n
 async def test_a_send_with_a_nonce_is_found_in_the_blocks(
     fleet: Fleet, devnet: Devnet, stalling: StallingBackend
 ) -> None:
-    fleet.apply(document(devnet.chain_id, "by-nonce", 100))
+    fleet.apply(document(devnet.chain_id, "by-nonce", worth(100, 2)))
     recipient = fresh_recipient()
     with_nonce = [{**transfer(recipient, 25)[0], "nonce": hex(await next_nonce(devnet))}]
     stalling.mode = "cut"
@@ -226,7 +229,7 @@ async def test_a_send_with_a_nonce_is_found_in_the_blocks(
 async def test_a_spend_left_pending_by_a_killed_gateway_is_settled(
     fleet: Fleet, devnet: Devnet, stalling: StallingBackend
 ) -> None:
-    fleet.apply(document(devnet.chain_id, "orphan", 100))
+    fleet.apply(document(devnet.chain_id, "orphan", worth(100, 1)))
     recipient = fresh_recipient()
     raw = await signed(devnet, recipient, 50)
     tx_hash = "0x" + keccak(hexstr=raw).hex()

@@ -526,7 +526,11 @@ async def test_redirects_are_not_followed(gw: RecordedGateway) -> None:
     read_id, spend_id = new_id(), new_id()
     _status, read = post_json(gw, rpc(read_id, "eth_blockNumber", []), path="/rpc/bouncing")
     assert read["error"]["code"] == -32002
-    _status, spend = post_json(gw, rpc(spend_id, *_send(ALICE_KEY)), path="/rpc/bouncing")
+    # With its gas and fee given, walletgate asks the backend for nothing before forwarding
+    # (a spend that leaves them to the backend is refused when no quote comes back).
+    method, (tx,) = _send(ALICE_KEY)
+    complete = [{**tx, "gas": "0x5208", "maxFeePerGas": hex(10**9)}]
+    _status, spend = post_json(gw, rpc(spend_id, method, complete), path="/rpc/bouncing")
     assert spend["error"]["code"] == -32002
     assert spend["error"]["data"]["reason"] == "backend_unknown"
     assert {read_id, spend_id} <= forwarded_ids(gw, mark), "the configured backend was asked"

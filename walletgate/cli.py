@@ -14,6 +14,7 @@ import importlib
 import inspect
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from walletgate.config.settings import SettingsError, load_settings
 from walletgate.errors import UserError
@@ -27,15 +28,52 @@ _COMMANDS: dict[tuple[str, ...], str] = {
     ("policies", "plan"): "walletgate.config.policy_commands:run_plan",
     ("policies", "apply"): "walletgate.config.policy_commands:run_apply",
     ("policies", "export"): "walletgate.config.policy_commands:run_export",
-    ("agents", "token", "issue"): "walletgate.storage.token_commands:run_issue",
-    ("agents", "token", "revoke"): "walletgate.storage.token_commands:run_revoke",
-    ("agents", "token", "list"): "walletgate.storage.token_commands:run_list",
+    ("agents", "token", "issue"): "walletgate.service.token_commands:run_issue",
+    ("agents", "token", "revoke"): "walletgate.service.token_commands:run_revoke",
+    ("agents", "token", "list"): "walletgate.service.token_commands:run_list",
     ("simulate",): "walletgate.proxy.simulate:run_simulate",
-    ("tx", "list"): "walletgate.storage.audit_commands:run_tx_list",
-    ("freeze",): "walletgate.storage.freeze_commands:run_freeze",
-    ("unfreeze",): "walletgate.storage.freeze_commands:run_unfreeze",
+    ("tx", "list"): "walletgate.service.audit_commands:run_tx_list",
+    ("tx", "settle"): "walletgate.service.audit_commands:run_tx_settle",
+    ("backup",): "walletgate.service.backup:run_backup",
+    ("restore",): "walletgate.service.backup:run_restore",
+    ("freeze",): "walletgate.service.freeze_commands:run_freeze",
+    ("unfreeze",): "walletgate.service.freeze_commands:run_unfreeze",
     ("reconcile",): "walletgate.storage.reconcile:run_reconcile",
 }
+
+
+def _add_global_flags(parser: argparse.ArgumentParser, *, default: object) -> None:
+    parser.add_argument(
+        "--config", default=default, help="YAML settings file (or WALLETGATE_CONFIG)"
+    )
+    parser.add_argument(
+        "--data-dir", default=default, help="directory for embedded servers (default .walletgate)"
+    )
+    parser.add_argument(
+        "--database-url", default=default, help="PostgreSQL URL (or WALLETGATE_DATABASE_URL)"
+    )
+    parser.add_argument("--redis-url", default=default, help="Redis URL (or WALLETGATE_REDIS_URL)")
+
+
+def _global_flags() -> argparse.ArgumentParser:
+    """The global flags again, for every subcommand, so they may also come after it.
+
+    Their default is SUPPRESS: a subcommand that was not given one leaves the value the
+    top-level parser read (or its None) alone instead of overwriting it.
+    """
+    parent = argparse.ArgumentParser(add_help=False)
+    _add_global_flags(parent, default=argparse.SUPPRESS)
+    return parent
+
+
+_GLOBAL_FLAGS = _global_flags()
+
+
+def _command(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str, **kwargs: Any
+) -> argparse.ArgumentParser:
+    """A subcommand that also accepts the global flags."""
+    return subparsers.add_parser(name, parents=[_GLOBAL_FLAGS], **kwargs)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,13 +81,10 @@ def _parser() -> argparse.ArgumentParser:
         prog="walletgate",
         description="Policy-enforcing reverse proxy between AI agents and their wallet backend.",
     )
-    parser.add_argument("--config", help="YAML settings file (or WALLETGATE_CONFIG)")
-    parser.add_argument("--data-dir", help="directory for embedded servers (default .walletgate)")
-    parser.add_argument("--database-url", help="PostgreSQL URL (or WALLETGATE_DATABASE_URL)")
-    parser.add_argument("--redis-url", help="Redis URL (or WALLETGATE_REDIS_URL)")
+    _add_global_flags(parser, default=None)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the gateway")
+    serve = _command(sub, "serve", help="run the gateway")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--backend-url", help="default backend JSON-RPC URL")
@@ -60,10 +95,16 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also start the devnet, apply examples/policies.yaml and print an agent URL",
     )
+    serve.add_argument(
+        "--devnet-port",
+        type=int,
+        default=8546,
+        help="with --demo: the devnet's port (default 8546; 0 picks a free one)",
+    )
 
-    sub.add_parser("migrate", help="apply pending database migrations")
+    _command(sub, "migrate", help="apply pending database migrations")
 
-    devnet = sub.add_parser("devnet", help="serve a local EVM devnet (eth-tester) over JSON-RPC")
+    devnet = _command(sub, "devnet", help="serve a local EVM devnet (eth-tester) over JSON-RPC")
     devnet.add_argument("--host", default="127.0.0.1")
     devnet.add_argument("--port", type=int, default=8546, help="0 picks a free port")
     devnet.add_argument(
@@ -72,37 +113,42 @@ def _parser() -> argparse.ArgumentParser:
         help="once serving, write url, chain id, accounts and token here as JSON",
     )
 
-    policies = sub.add_parser("policies", help="validate, plan, apply and export policies")
+    policies = _command(sub, "policies", help="validate, plan, apply and export policies")
     psub = policies.add_subparsers(dest="policies_command", required=True)
     for name, text in (
         ("validate", "check a policy document without touching the database"),
         ("plan", "show what apply would add, change and remove"),
         ("apply", "apply a policy document in one database transaction"),
     ):
-        p = psub.add_parser(name, help=text)
+        p = _command(psub, name, help=text)
         p.add_argument("file")
-    exp = psub.add_parser("export", help="write the current state as a policy document")
+    exp = _command(psub, "export", help="write the current state as a policy document")
     exp.add_argument("-o", "--output", help="file to write (default: stdout)")
 
-    agents = sub.add_parser("agents", help="manage agents")
+    agents = _command(sub, "agents", help="manage agents")
     asub = agents.add_subparsers(dest="agents_command", required=True)
-    token = asub.add_parser("token", help="issue, revoke and list agent tokens")
+    token = _command(asub, "token", help="issue, revoke and list agent tokens")
     tsub = token.add_subparsers(dest="token_command", required=True)
-    issue = tsub.add_parser("issue", help="issue a new token (printed once)")
+    issue = _command(tsub, "issue", help="issue a new token (printed once)")
     issue.add_argument("agent")
-    revoke = tsub.add_parser("revoke", help="revoke a token at once")
+    issue.add_argument(
+        "--url",
+        help="the gateway URL agents use, for the printed agent URL "
+        "(default: http://HOST:PORT of the host and port settings)",
+    )
+    revoke = _command(tsub, "revoke", help="revoke a token at once")
     revoke.add_argument("token_id", help="token id or prefix, as shown by 'list'")
-    tlist = tsub.add_parser("list", help="list tokens (never the secrets)")
+    tlist = _command(tsub, "list", help="list tokens (never the secrets)")
     tlist.add_argument("agent", nargs="?")
 
-    simulate = sub.add_parser("simulate", help="dry-run a JSON-RPC request file: no side effects")
+    simulate = _command(sub, "simulate", help="dry-run a JSON-RPC request file: no side effects")
     simulate.add_argument("request_file", help="JSON-RPC request (object or batch), or - for stdin")
     simulate.add_argument("--agent", required=True, help="the agent id the request comes from")
     simulate.add_argument("--at", help="ISO-8601 time to judge at (default: now)")
 
-    tx = sub.add_parser("tx", help="the transaction audit log")
+    tx = _command(sub, "tx", help="the transaction audit log")
     txsub = tx.add_subparsers(dest="tx_command", required=True)
-    tlist2 = txsub.add_parser("list", help="list logged transactions")
+    tlist2 = _command(txsub, "list", help="list logged transactions")
     tlist2.add_argument("--agent")
     tlist2.add_argument("--wallet")
     tlist2.add_argument("--decision", choices=["allow", "deny", "hold", "error"])
@@ -110,19 +156,48 @@ def _parser() -> argparse.ArgumentParser:
     tlist2.add_argument("--until", help="ISO-8601 time")
     tlist2.add_argument("--limit", type=int, default=50)
     tlist2.add_argument("--json", action="store_true", help="one JSON object per line")
+    settle = _command(
+        txsub,
+        "settle",
+        help="settle an 'unknown' spend by hand (audited; the counters follow)",
+    )
+    settle.add_argument("spend_id", metavar="ID", help="the spend's id, as 'tx list' shows")
+    outcome = settle.add_mutually_exclusive_group(required=True)
+    outcome.add_argument(
+        "--committed",
+        dest="outcome",
+        action="store_const",
+        const="committed",
+        help="it was mined: its amount stays counted",
+    )
+    outcome.add_argument(
+        "--refunded",
+        dest="outcome",
+        action="store_const",
+        const="refunded",
+        help="it can never be mined: its amount is taken back from the counters",
+    )
+    settle.add_argument("--reason", required=True, help="why (kept in the audit log)")
+    settle.add_argument("--tx-hash", help="with --committed: the hash it was mined as")
+    settle.add_argument(
+        "--pending-older-than",
+        default="10m",
+        metavar="DURATION",
+        help="a 'pending' spend this old may be settled too (its gateway died; default 10m)",
+    )
 
-    freeze = sub.add_parser(
-        "freeze", help="the kill switch: refuse every spend of an agent, a wallet or everyone"
+    freeze = _command(
+        sub, "freeze", help="the kill switch: refuse every spend of an agent, a wallet or everyone"
     )
     _freeze_targets(freeze, listing=True)
     freeze.add_argument("--reason", help="why (required to freeze; kept in the freeze log)")
     freeze.add_argument("--lifted", action="store_true", help="with --list: lifted ones too")
-    unfreeze = sub.add_parser("unfreeze", help="lift a freeze")
+    unfreeze = _command(sub, "unfreeze", help="lift a freeze")
     _freeze_targets(unfreeze, listing=False)
     unfreeze.add_argument("--reason", help="why (kept in the freeze log)")
 
-    reconcile = sub.add_parser(
-        "reconcile", help="settle spends whose outcome is unknown by asking the backend"
+    reconcile = _command(
+        sub, "reconcile", help="settle spends whose outcome is unknown by asking the backend"
     )
     reconcile.add_argument(
         "--pending-older-than",
@@ -137,6 +212,21 @@ def _parser() -> argparse.ArgumentParser:
         help="blocks to search for a transaction known only by sender and nonce",
     )
     reconcile.add_argument("--dry-run", action="store_true", help="report, change nothing")
+    reconcile.add_argument("--backend-url", help="the default backend's JSON-RPC URL, as serve's")
+    reconcile.add_argument(
+        "--chain-id", type=int, help="chain id of the default backend, as serve's"
+    )
+
+    backup = _command(
+        sub, "backup", help="back up the embedded database to FILE (pg_dump custom format)"
+    )
+    backup.add_argument("file", metavar="FILE")
+    restore = _command(
+        sub,
+        "restore",
+        help="restore the embedded database from FILE (replaces its contents; stop gateways first)",
+    )
+    restore.add_argument("file", metavar="FILE")
 
     return parser
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeAlias
 
 _ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
 
@@ -22,6 +23,11 @@ _ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
 MAX_UINT256 = (1 << 256) - 1
 #: Approvals at or above this are treated as unlimited (many wallets use 2**255 or so).
 UNLIMITED_APPROVAL_THRESHOLD = 1 << 128
+#: The recipient of value that whoever acts first may take: the fulfiller of an open
+#: Seaport order, the executor refunded by a Safe transaction with no refund receiver.
+#: Anyone includes every address on a denylist, and the policy loader refuses it in any
+#: address list, so no allowlist can contain it (``policies.signing``).
+ANYONE = "0x" + "ff" * 20
 
 
 class InvalidAddress(ValueError):
@@ -151,6 +157,15 @@ class NftApproval:
         """An approval for the whole collection is unlimited."""
         return self.token_id is None and self.approved
 
+    @property
+    def amount(self) -> int:
+        """What the approval exposes, in tokens: 1 for one token, 0 for a revocation, and
+        for the whole collection :data:`MAX_UINT256` (counted like an unlimited ERC-20
+        approval: no cap admits it)."""
+        if not self.approved:
+            return 0
+        return 1 if self.token_id is not None else MAX_UINT256
+
 
 @dataclass(frozen=True, slots=True)
 class ContractCall:
@@ -159,7 +174,8 @@ class ContractCall:
     ``selector`` is the 4-byte method id as ``0x`` + 8 lowercase hex digits, or ``None``
     when the calldata is shorter than 4 bytes. ``data`` is the whole calldata, so rules
     can judge the call's arguments. Value sent with the call is a separate
-    :class:`NativeTransfer`.
+    :class:`NativeTransfer` (what is counted); ``value`` repeats it here so that a
+    method entry can cap the value sent to that method (``max_value``).
     """
 
     chain_id: int
@@ -168,6 +184,7 @@ class ContractCall:
     selector: str | None
     data_length: int
     data: bytes = b""
+    value: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,13 +206,42 @@ class Delegation:
     authorization_chain_id: int
 
 
+#: A typed-data value as it is signed: an integer (``uintN`` / ``intN``), a bool, a str
+#: (a ``string``, or an ``address`` in canonical form), bytes (``bytes`` / ``bytesN``), a
+#: struct, or a tuple of values (an array).
+TypedValue: TypeAlias = "int | bool | str | bytes | TypedStruct | tuple[TypedValue, ...]"
+
+
+@dataclass(frozen=True, slots=True)
+class TypedStruct:
+    """An EIP-712 struct value, immutable and hashable: its type name and its fields in
+    declaration order, each ``(name, EIP-712 type, value)``."""
+
+    type_name: str
+    fields: tuple[tuple[str, str, TypedValue], ...]
+
+    def get(self, name: str) -> TypedValue:
+        """The value of field ``name``; ``KeyError`` when the struct has no such field."""
+        for field_name, _, value in self.fields:
+            if field_name == name:
+                return value
+        raise KeyError(name)
+
+
 @dataclass(frozen=True, slots=True)
 class MessageSignature:
-    """An off-chain signature that is not a recognised approval or transfer authorization.
+    """An off-chain signature that is not (only) a recognised approval or transfer.
 
     ``method`` is the JSON-RPC method (``eth_sign``, ``personal_sign``,
-    ``eth_signTypedData_v4``, ...). ``primary_type`` / ``verifying_contract`` describe
-    typed data where there is any.
+    ``eth_signTypedData_v4``, ...). For typed data, ``primary_type``,
+    ``verifying_contract``, ``chain_id`` and ``domain_name`` describe its domain and
+    ``message`` is what is signed, for signing-allowlist entries to match.
+
+    ``standard`` names a recognised shape that needs an explicit typed-data entry whatever
+    else the policy allows: ``"erc7710-delegation"`` (it hands authority over the account
+    to a delegate), or a permit or order whose domain binds no chain (``chain_id`` is
+    ``None``: the signature replays on every chain), whose value moves are separate
+    intents.
     """
 
     wallet: str
@@ -203,6 +249,12 @@ class MessageSignature:
     primary_type: str | None = None
     verifying_contract: str | None = None
     chain_id: int | None = None
+    domain_name: str | None = None
+    message: TypedStruct | None = None
+    standard: str | None = None
+    #: The EIP-712 type string of the primary type (``encodeType``: what the typehash
+    #: hashes), e.g. ``Mail(Person from,string contents)Person(string name,address wallet)``.
+    encoded_type: str | None = None
 
 
 Intent = (

@@ -8,6 +8,9 @@ compiled policies). :func:`served_like_the_oracle` sends one body and checks tha
   reaches the backend (the recording backend would show it);
 - a spend the oracle allows either reaches the backend as the very document that was
   judged, with an audit row written before, or is refused by a counter (a cap or rate);
+- a spend that leaves gas or fees to the backend is filled by the gateway: if it reaches
+  the backend, it does so with only gas and fee fields added, complete, allowed by the
+  oracle as filled and audited; otherwise it is refused;
   a read may reach it (or be answered from the balance cache);
 - there is never an HTTP 500, nor a response that is not JSON-RPC.
 """
@@ -31,6 +34,7 @@ from walletgate.policies.evaluator import evaluate
 from walletgate.policies.request import SpendRequest
 from walletgate.proxy import errors
 from walletgate.proxy.evm.decode import decode_call
+from walletgate.proxy.evm.fees import FILLED_FIELDS, MissingFeeFields
 from walletgate.proxy.evm.methods import OWN_ACCOUNT_METHODS, classify
 from walletgate.proxy.jsonrpc import Call, dumps, loads_strict, parse_body
 
@@ -47,6 +51,7 @@ class Expected:
     code: int | None = None  # the error code of a certain refusal
     reason: str | None = None  # its reason, when it is a policy decision
     result: Any = None  # walletgate's own answer, for a call it answers itself
+    filled: bool = False  # the gateway fills gas and fees before judging it
 
 
 def expected(call: Call, gw: RecordedGateway, now: datetime) -> Expected:
@@ -62,6 +67,8 @@ def expected(call: Call, gw: RecordedGateway, now: datetime) -> Expected:
         return Expected(False, errors.METHOD_NOT_SUPPORTED, str(Reason.METHOD_NOT_ALLOWED))
     try:
         decoded = decode_call(call.method, call.params, chain_id=CHAIN_ID)
+    except MissingFeeFields:
+        return Expected(may_forward=True, filled=True)
     except DecodeError as exc:
         return Expected(False, exc.code, str(Reason.MALFORMED))
     decision = evaluate(SpendRequest("alice", decoded, CHAIN_ID), gw.policies, now)
@@ -80,6 +87,44 @@ def _same_call(forwarded: dict[str, Any], call: Call) -> bool:
     return forwarded.get("method") == call.method and forwarded.get("params") == json.loads(
         dumps(call.params)
     )
+
+
+def _filled_call(forwarded: dict[str, Any], call: Call) -> bool:
+    """``forwarded`` is ``call`` with gas and fee fields added, and nothing else changed."""
+    sent, params = forwarded.get("params"), json.loads(dumps(call.params))
+    if forwarded.get("method") != call.method or not (
+        isinstance(sent, list) and isinstance(params, list) and len(sent) == len(params) == 1
+    ):
+        return False
+    (tx,), (original,) = sent, params
+    return (
+        isinstance(tx, dict)
+        and isinstance(original, dict)
+        and {key: tx.get(key) for key in original} == original
+        and set(tx) - set(original) <= FILLED_FIELDS
+    )
+
+
+def _check_filled(
+    gw: RecordedGateway,
+    call: Call,
+    response: dict[str, Any] | None,
+    forwarded: list[Any],
+    now: datetime,
+) -> None:
+    """A call the gateway fills: forwarded only as the complete, allowed, audited filled
+    call (or unchanged, for wallet_sendCalls, whose fees are estimated), else refused."""
+    reached = [f for f in forwarded if _same_call(f, call) or _filled_call(f, call)]
+    event(f"{classify(call.method)}: filled, " + ("forwarded" if reached else "refused"))
+    if not reached:
+        assert response is None or _is_refusal(response) or "error" in response, response
+        return
+    if call.method != "wallet_sendCalls":
+        # The filled document decodes as it is (nothing left to the backend) and passes.
+        decoded = decode_call(call.method, reached[0]["params"], chain_id=CHAIN_ID)
+        decision = evaluate(SpendRequest("alice", decoded, CHAIN_ID), gw.policies, now)
+        assert decision.outcome is Outcome.ALLOW, decision.message
+    assert _audited(gw, call.method, now), f"forwarded {call.method} has no audit row"
 
 
 def _audited(gw: RecordedGateway, method: str, since: datetime) -> bool:
@@ -137,6 +182,9 @@ def served_like_the_oracle(gw: RecordedGateway, body: bytes) -> None:
             assert isinstance(response, dict) and response.get("jsonrpc") == "2.0", response
             assert response["id"] == call.id
             assert ("result" in response) != ("error" in response), response
+        if oracle.filled:
+            _check_filled(gw, call, response, forwarded, now)
+            continue
         reached = any(_same_call(f, call) for f in forwarded)
         event(
             f"{classify(call.method)}: " + ("forwarded" if reached else f"refused {oracle.reason}")

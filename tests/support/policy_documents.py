@@ -154,7 +154,26 @@ def rules(draw: st.DrawFn, assets: list[dict[str, Any]]) -> dict[str, Any]:
             rule["delay"] = draw(durations)
     elif kind == "signing_allowlist":
         rule["methods"] = draw(st.lists(st.sampled_from(SIGNING), min_size=1, unique=True))
+        if draw(st.booleans()):
+            rule["typed_data"] = draw(st.lists(_typed_data_entry(), min_size=1, max_size=3))
+        _maybe(draw, rule, "allow_any_typed_data_unsafe", st.booleans())
     return rule
+
+
+@st.composite
+def _typed_data_entry(draw: st.DrawFn) -> dict[str, Any]:
+    """A typed_data entry of a signing allowlist, with or without conditions."""
+    entry: dict[str, Any] = {
+        "verifying_contract": draw(addresses()),
+        "chain_id": draw(st.sampled_from((1, 1337))),
+        "primary_type": "Mail",
+    }
+    _maybe(draw, entry, "name", st.sampled_from(("Ether Mail", "")))
+    _maybe(draw, entry, "allow_missing_chain_id", st.booleans())
+    if draw(st.booleans()):
+        entry["types"] = "Mail(address from,uint256 amount)"
+        entry["conditions"] = {"amount": {"lte": draw(st.integers(0, 10**30))}}
+    return entry
 
 
 def _maybe(
@@ -222,6 +241,10 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
             asset["address"] = token
         asset["symbol"] = draw(st.from_regex(r"[A-Z]{1,8}", fullmatch=True))
         asset["decimals"] = draw(st.integers(0, 30))
+        if token is not None and flip(draw):
+            asset["kind"] = draw(st.sampled_from(("erc20", "erc721", "erc1155")))
+            if asset["kind"] != "erc20":  # an NFT collection counts whole tokens
+                asset["decimals"] = 0
         if draw(st.booleans()):
             asset["price_usd"] = draw(usd_amounts)
             asset["price_as_of"] = draw(

@@ -21,6 +21,7 @@ from walletgate.intents import (
     MessageSignature,
     MethodClass,
     NativeTransfer,
+    NetworkFee,
     TokenApproval,
     TokenTransfer,
     canonical_address,
@@ -165,6 +166,13 @@ def native(to: str, amount: int, *, wallet: str = TRADER_HOT, chain: int = CHAIN
     return NativeTransfer(chain, canonical_address(wallet), canonical_address(to), amount)
 
 
+def fee(
+    per_gas: int, *, gas: int = 21_000, wallet: str = TRADER_HOT, chain: int = CHAIN
+) -> NetworkFee:
+    """The network fee of a transaction: ``gas`` x ``per_gas`` wei."""
+    return NetworkFee(chain, canonical_address(wallet), gas * per_gas, gas, per_gas)
+
+
 def transfer(
     token: str, to: str, amount: int, *, source: str | None = None, wallet: str = TRADER_HOT
 ) -> TokenTransfer:
@@ -198,7 +206,11 @@ def unlimited_approval(token: str, spender: str) -> TokenApproval:
 
 
 def call(contract: str, selector: str | None, *, wallet: str = TRADER_HOT) -> ContractCall:
-    return ContractCall(CHAIN, canonical_address(wallet), canonical_address(contract), selector, 68)
+    # 68 bytes of calldata: the selector and two zero words, as a decoder would keep them.
+    data = (bytes.fromhex(selector[2:]) if selector else b"") + bytes(64)
+    return ContractCall(
+        CHAIN, canonical_address(wallet), canonical_address(contract), selector, len(data), data
+    )
 
 
 def creation(*, wallet: str = TRADER_HOT) -> ContractCreation:

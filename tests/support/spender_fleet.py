@@ -23,6 +23,17 @@ from tests.support.fleet import Fleet, StallingBackend, running_fleet
 from walletgate.config.amounts import from_base_units
 
 WALLET = str(Account.from_key("0x" + (3).to_bytes(32, "big").hex()).address).lower()
+#: Every fleet transfer names its gas and fee per gas, so walletgate fills nothing and
+#: counts exactly ``value + FEE`` (fees are spending): 21000 gas at 2 gwei, above
+#: the devnet's base fee.
+GAS = 21_000
+FEE_PER_GAS = 2 * 10**9
+FEE = GAS * FEE_PER_GAS
+
+
+def worth(value_wei: int, spends: int) -> int:
+    """A cap that fits ``spends`` transfers worth ``value_wei`` together, fees included."""
+    return value_wei + spends * FEE
 
 
 def document(chain_id: int, rule: str, cap_wei: int) -> str:
@@ -52,7 +63,17 @@ def fresh_recipient() -> str:
 
 
 def transfer(recipient: str, wei: int) -> list[Any]:
-    return [{"from": WALLET, "to": recipient, "value": hex(wei)}]
+    """eth_sendTransaction params: ``wei`` to ``recipient``, costing up to ``FEE`` more."""
+    return [
+        {
+            "from": WALLET,
+            "to": recipient,
+            "value": hex(wei),
+            "gas": hex(GAS),
+            "maxFeePerGas": hex(FEE_PER_GAS),
+            "maxPriorityFeePerGas": hex(1),
+        }
+    ]
 
 
 async def flush_redis(url: str) -> None:

@@ -15,19 +15,25 @@ from eth_utils.abi import function_signature_to_4byte_selector
 
 from walletgate.config.amounts import to_base_units
 from walletgate.config.durations import parse_duration
+from walletgate.config.methods import compile_lists, compile_method
 from walletgate.config.normalize import ANY_METHOD, WEEKDAYS
 from walletgate.config.semantics import SCOPE_KEYS, parse_timestamp
+from walletgate.config.typed_data import compile_entry
+from walletgate.policies.fee_rules import GWEI_DECIMALS
+from walletgate.policies.method_rules import MethodRule
 from walletgate.policies.model import (
     Agent,
     ApprovalLimit,
     Asset,
     AssetAllowlist,
+    AssetKind,
     ChainAllowlist,
     ContractAllowlist,
     CumulativeCap,
     DelegationAllowlist,
     DestinationAllowlist,
     DestinationDenylist,
+    FeeCap,
     Limit,
     Owner,
     PerTxCap,
@@ -79,8 +85,10 @@ class _RuleCompiler:
                     (contract["address"], selector_of(method))
                     for contract in r["contracts"]
                     for method in contract["methods"]
+                    if isinstance(method, str)
                 ),
                 r["allow_create"],
+                method_rules=_method_rules(r),
             ),
             "chain_allowlist": lambda r: ChainAllowlist(r["id"], frozenset(r["chains"])),
             "time_window": lambda r: TimeWindow(
@@ -99,9 +107,24 @@ class _RuleCompiler:
                 r["action"],
                 parse_duration(r["delay"]) if "delay" in r else 0,
             ),
-            "signing_allowlist": lambda r: SigningAllowlist(r["id"], frozenset(r["methods"])),
+            "signing_allowlist": lambda r: SigningAllowlist(
+                r["id"],
+                frozenset(r["methods"]),
+                typed_data=tuple(
+                    compile_entry(entry, compile_lists(r.get("lists")))
+                    for entry in r.get("typed_data", [])
+                ),
+                allow_any_typed_data_unsafe=r.get("allow_any_typed_data_unsafe", False),
+            ),
             "delegation_allowlist": lambda r: DelegationAllowlist(
                 r["id"], frozenset(r["delegates"])
+            ),
+            "fee_cap": lambda r: FeeCap(
+                r["id"],
+                self._limit(r, "max", "usd") if "asset" in r or "usd" in r else None,
+                to_base_units(r["max_fee_per_gas_gwei"], GWEI_DECIMALS)
+                if "max_fee_per_gas_gwei" in r
+                else None,
             ),
         }
 
@@ -114,6 +137,17 @@ class _RuleCompiler:
         asset = self._assets[rule["asset"]]
         base_units = to_base_units(rule[amount_key], asset.decimals, symbol=asset.symbol)
         return Limit(asset=asset.id, base_units=base_units)
+
+
+def _method_rules(rule: Mapping[str, Any]) -> tuple[MethodRule, ...]:
+    """The methods a ``contract_allowlist`` lists as objects (``config.methods``)."""
+    lists = compile_lists(rule.get("lists"))
+    return tuple(
+        compile_method(contract["address"], method, lists)
+        for contract in rule["contracts"]
+        for method in contract["methods"]
+        if not isinstance(method, str)
+    )
 
 
 def _window(rule: Mapping[str, Any]) -> Window:
@@ -133,6 +167,7 @@ def _asset(asset: Mapping[str, Any]) -> Asset:
         price_usd=Decimal(asset["price_usd"]) if "price_usd" in asset else None,
         price_as_of=parse_timestamp(asset["price_as_of"]) if "price_as_of" in asset else None,
         price_max_age=timedelta(seconds=parse_duration(max_age)) if max_age else None,
+        kind=AssetKind(asset["kind"]),
     )
 
 

@@ -29,6 +29,7 @@ from walletgate.config.document_errors import (
 from walletgate.config.normalize import canonical_document
 from walletgate.config.schema_check import schema_problems
 from walletgate.config.semantics import ENTITY_KINDS, semantic_problems
+from walletgate.config.warnings import document_warnings
 from walletgate.config.yaml_io import LoadedYaml, Mark, YamlProblem, dump_yaml, load_yaml
 from walletgate.policies.model import PolicySet
 
@@ -37,6 +38,7 @@ __all__ = [
     "DocumentInvalid",
     "SourceDocument",
     "compile_document",
+    "document_warnings_of",
     "export_document",
     "normalize_document",
     "parse_document",
@@ -93,6 +95,18 @@ def validate_document(
     if not problems:
         problems = semantic_problems(doc)
     return sorted_errors(_located(file, positions, problem) for problem in problems)
+
+
+def document_warnings_of(
+    doc: Any, file: str = NO_FILE, positions: LoadedYaml | None = None
+) -> list[DocumentError]:
+    """Every warning (:mod:`walletgate.config.warnings`) in a valid ``doc``, located
+    like errors; empty for a document that is not valid (its errors come first)."""
+    if isinstance(doc, SourceDocument):
+        file, positions, doc = doc.file, doc.positions, doc.data
+    if schema_problems(doc) or semantic_problems(doc):
+        return []
+    return sorted_errors(_located(file, positions, problem) for problem in document_warnings(doc))
 
 
 def normalize_document(doc: Any, file: str = NO_FILE) -> dict[str, Any]:

@@ -17,22 +17,26 @@ from typing import Any
 from walletgate.config.addresses import checked_address
 from walletgate.config.amounts import normalize_decimal
 from walletgate.config.durations import normalize_duration
+from walletgate.config.methods import canonical_entry, entry_order
 from walletgate.config.semantics import SCOPE_KEYS, parse_timestamp
+from walletgate.config.typed_data import canonical_entries
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ANY_METHOD = "*"
 
 # The order keys are written in; it is also the order a rule reads best in.
 _RULE_KEY_ORDER = (
-    "id", "type", "counts", "asset", "max", "usd", "above", "usd_above", "per", "window",
-    "calendar", "timezone", "scope", "addresses", "assets", "contracts",
+    "id", "type", "counts", "asset", "max", "usd", "max_fee_per_gas_gwei", "above",
+    "usd_above", "per", "window",
+    "calendar", "timezone", "scope", "addresses", "assets", "contracts", "lists",
     "allow_create", "chains", "days", "from", "to", "allow_unlimited", "action", "delay",
-    "methods", "delegates",
+    "methods", "typed_data", "allow_any_typed_data_unsafe", "delegates",
 )  # fmt: skip
 
 _RULE_DEFAULTS: dict[str, dict[str, Any]] = {
     "contract_allowlist": {"allow_create": False},
     "approval_limit": {"allow_unlimited": False},
+    "signing_allowlist": {"allow_any_typed_data_unsafe": False},
 }
 
 
@@ -57,16 +61,28 @@ def _contracts(values: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     contracts = [
         {
             "address": checked_address(contract["address"]),
-            "methods": sorted({canonical_method(m) for m in contract.get("methods", [ANY_METHOD])}),
+            "methods": _methods(contract.get("methods", [ANY_METHOD])),
         }
         for contract in values
     ]
     return sorted(contracts, key=lambda contract: contract["address"])
 
 
+def _methods(methods: list[str | Mapping[str, Any]]) -> list[str | dict[str, Any]]:
+    """Plain methods (strings), then method objects (``config.methods``), each once."""
+    canonical = [canonical_method(m) if isinstance(m, str) else canonical_entry(m) for m in methods]
+    unique = {entry_order(entry): entry for entry in canonical}
+    return [unique[key] for key in sorted(unique)]
+
+
+def _lists(lists: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    return {name: sorted(set(_addresses(items))) for name, items in sorted(lists.items())}
+
+
 _RULE_VALUES: dict[str, Callable[[Any], Any]] = {
     "max": normalize_decimal,
     "usd": normalize_decimal,
+    "max_fee_per_gas_gwei": normalize_decimal,
     "above": normalize_decimal,
     "usd_above": normalize_decimal,
     "window": normalize_duration,
@@ -78,6 +94,8 @@ _RULE_VALUES: dict[str, Callable[[Any], Any]] = {
     "chains": sorted,
     "methods": sorted,
     "contracts": _contracts,
+    "lists": _lists,
+    "typed_data": canonical_entries,
     "days": lambda days: sorted(days, key=WEEKDAYS.index),
 }
 
@@ -133,12 +151,14 @@ def _wallet(wallet: Mapping[str, Any]) -> dict[str, Any]:
 
 def _asset(asset: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"id": asset["id"], "chain": asset["chain"]}
+    out["kind"] = asset.get("kind", "erc20" if "address" in asset else "native")
     if "address" in asset:
         out["address"] = checked_address(asset["address"])
     else:
         out["native"] = True
     out["symbol"] = asset["symbol"]
-    out["decimals"] = asset["decimals"]
+    # An NFT collection counts whole tokens: the schema allows only 0, or nothing.
+    out["decimals"] = asset.get("decimals", 0)
     if "price_usd" in asset:
         out["price_usd"] = normalize_decimal(asset["price_usd"])
         out["price_as_of"] = canonical_timestamp(asset["price_as_of"])

@@ -16,6 +16,7 @@ from pathlib import Path
 from walletgate.config.document_errors import DocumentError, DocumentInvalid
 from walletgate.config.documents import (
     SourceDocument,
+    document_warnings_of,
     export_document,
     normalize_document,
     parse_document,
@@ -86,7 +87,11 @@ def run_validate(args: argparse.Namespace, settings: Settings) -> int:
         source = _checked(args.file)
     except DocumentInvalid as exc:
         return _print_errors(exc.errors)
-    print(f"OK: {summarize(normalize_document(source))}")
+    warnings = document_warnings_of(source)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    note = f" ({len(warnings)} warning{'s' if len(warnings) != 1 else ''})" if warnings else ""
+    print(f"OK: {summarize(normalize_document(source))}{note}")
     return 0
 
 

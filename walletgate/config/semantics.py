@@ -16,7 +16,10 @@ from walletgate.config.addresses import checked_address
 from walletgate.config.amounts import AmountError, normalize_decimal, to_base_units
 from walletgate.config.document_errors import KeyPath, Problem, format_path
 from walletgate.config.durations import DurationError, parse_duration
-from walletgate.intents import InvalidAddress
+from walletgate.config.methods import method_problems
+from walletgate.config.typed_data import typed_data_problems
+from walletgate.intents import ANYONE, InvalidAddress
+from walletgate.policies.fee_rules import GWEI_DECIMALS
 
 ENTITY_KINDS = ("owners", "agents", "wallets", "assets", "policies")
 SCOPE_KEYS = ("owner", "agent", "wallet")
@@ -211,12 +214,41 @@ def _rule_problems(rule: Mapping[str, Any], path: KeyPath, index: _Index) -> Ite
             yield from _reference(index, "assets", asset_id, (*path, "assets", number))
     elif kind == "contract_allowlist":
         yield from _contract_problems(rule["contracts"], (*path, "contracts"))
-    elif kind == "time_window" and rule["from"] == rule["to"]:
+        for name, items in rule.get("lists", {}).items():
+            yield from _address_list(items, [(*path, "lists", name, n) for n in range(len(items))])
+        yield from method_problems(rule, path)
+    elif kind == "signing_allowlist":
+        for name, items in rule.get("lists", {}).items():
+            yield from _address_list(items, [(*path, "lists", name, n) for n in range(len(items))])
+        yield from typed_data_problems(rule, path)
+    if kind == "fee_cap":
+        yield from _fee_cap_problems(rule, path, index)
+    if kind == "time_window" and rule["from"] == rule["to"]:
         yield Problem(
             (*path, "to"),
             f"from and to are both {rule['from']}: the window would be empty "
             "(to allow the whole day, drop the time_window rule)",
         )
+
+
+def _fee_cap_problems(rule: Mapping[str, Any], path: KeyPath, index: _Index) -> Iterator[Problem]:
+    """A fee cap's asset is a native coin (fees are paid in it), and its fee per gas is a
+    positive whole number of wei."""
+    asset = index.get("assets", rule["asset"]) if "asset" in rule else None
+    if asset is not None and not asset.get("native"):
+        yield Problem(
+            (*path, "asset"),
+            f"fees are paid in the native coin, but {rule['asset']!r} is a token: "
+            "name the chain's native asset (or give usd)",
+        )
+    if "max_fee_per_gas_gwei" in rule:
+        where = (*path, "max_fee_per_gas_gwei")
+        try:
+            to_base_units(rule["max_fee_per_gas_gwei"], GWEI_DECIMALS, symbol="gwei")
+        except AmountError as exc:
+            yield Problem(where, f"{exc} (1 gwei is 10^9 wei)")
+            return
+        yield from _positive(rule["max_fee_per_gas_gwei"], where, "a fee per gas")
 
 
 def _asset_amount(
@@ -227,7 +259,8 @@ def _asset_amount(
         yield from _reference(index, "assets", rule["asset"], (*path, "asset"))
         return
     try:
-        to_base_units(rule[amount_key], asset["decimals"], symbol=asset["symbol"])
+        # An NFT collection may leave decimals out: it counts whole tokens.
+        to_base_units(rule[amount_key], asset.get("decimals", 0), symbol=asset["symbol"])
     except AmountError as exc:
         yield Problem((*path, amount_key), str(exc))
         return
@@ -243,6 +276,13 @@ def _address_list(addresses: Sequence[str], paths: Sequence[KeyPath]) -> Iterato
             address = checked_address(text)
         except InvalidAddress as exc:
             yield Problem(path, str(exc))
+            continue
+        if address == ANYONE:
+            yield Problem(
+                path,
+                f"{ANYONE} stands for anyone (whoever fulfils an order or executes a signed "
+                "transaction), so it cannot be listed",
+            )
             continue
         if address in seen:
             yield Problem(path, f"{address} is listed twice (also at {format_path(seen[address])})")

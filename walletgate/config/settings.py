@@ -54,6 +54,15 @@ class Settings:
     backend_connect_timeout: float = 5.0
     backend_pool_size: int = 100
     redis_timeout: float = 0.5
+    # Opening a Redis connection may take longer than a command: a burst right after
+    # start opens many at once, and refusing spends because a connect took 0.6 s is an
+    # availability bug, not fail-closed prudence (commands keep redis_timeout).
+    redis_connect_timeout: float = 3.0
+    # Connections each process opens before it accepts traffic: a burst right after
+    # start then finds them open. With 8, a 200-spend burst on three cold workers still
+    # opened ~60 per worker at once, and the CPU that took delayed other requests' Redis
+    # answers past redis_timeout; 64 absorbed it (tests/test_serve_startup.py).
+    redis_warm_connections: int = 64
     database_timeout: float = 5.0
     reads_fail_open: bool = False
     # One line per HTTP request on stderr (tokens redacted). Off saves its cost per

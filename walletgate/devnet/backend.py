@@ -3,18 +3,21 @@
 
 The provider maps standard JSON-RPC methods onto eth-tester; this module adds what a
 node serving real clients must do on top: the devnet's chain id, ``gas`` filled in for
-eth_sendTransaction, results in JSON-RPC wire form (hex quantities, camelCase keys,
+eth_sendTransaction, eth_signTypedData_v3/_v4 signed with the unlocked accounts' keys,
+results in JSON-RPC wire form (hex quantities, camelCase keys,
 receipt blooms) and errors as JSON-RPC error objects. Not thread-safe: like the chain,
 a ``DevnetRpc`` must only be used from one thread.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from eth_account import Account
 from eth_bloom import BloomFilter
 from eth_tester.exceptions import TransactionFailed
 from eth_tester.exceptions import ValidationError as TesterValidationError
@@ -37,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 # Namespaces served; admin_*, debug_*, db_*, txpool_* and testing_* are left out.
 _SERVED_NAMESPACES = ("web3", "net", "eth", "evm")
+# The typed-data methods the devnet signs for its unlocked accounts (eth-tester has none).
+_TYPED_DATA_METHODS = frozenset({"eth_signTypedData_v3", "eth_signTypedData_v4"})
 # Methods whose first parameter is a transaction object.
 _TRANSACTION_METHODS = frozenset(
     {"eth_sendTransaction", "eth_call", "eth_estimateGas", "eth_createAccessList"}
@@ -115,6 +120,7 @@ class DevnetRpc:
 
     def __init__(self, chain: DevnetChain) -> None:
         self._unlocked = {account.address.lower() for account in chain.accounts}
+        self._keys = {account.address.lower(): account.private_key for account in chain.accounts}
         provider = EthereumTesterProvider(
             chain.tester, api_endpoints=devnet_endpoints(chain.chain_id)
         )
@@ -125,6 +131,8 @@ class DevnetRpc:
 
     def call(self, method: str, params: list[Any]) -> Any:
         """The JSON-ready result of ``method``; raises :class:`RpcError` on failure."""
+        if method in _TYPED_DATA_METHODS:
+            return self._sign_typed_data(method, params)
         if method in _TRANSACTION_METHODS:
             params = [self._transaction_param(method, params), *params[1:]]
         if method == "eth_sendTransaction":
@@ -134,6 +142,23 @@ class DevnetRpc:
         if completer is not None and isinstance(result, Mapping):
             result = completer(result)
         return to_wire(result)
+
+    def _sign_typed_data(self, method: str, params: list[Any]) -> str:
+        """``[address, typedData]`` (an object or a JSON string) signed with the unlocked
+        account's key, as a 65-byte 0x-hex signature (what geth and anvil answer)."""
+        if len(params) != 2 or not isinstance(params[0], str):
+            raise RpcError(ErrorCode.INVALID_PARAMS, f"{method} takes [address, typedData]")
+        key = self._keys.get(params[0].lower())
+        if key is None:
+            raise RpcError(SERVER_ERROR, f"unknown account {params[0]}: not unlocked here")
+        document = params[1]
+        try:
+            if isinstance(document, str):
+                document = json.loads(document)
+            signed = Account.sign_typed_data(key, full_message=document)
+        except Exception as exc:  # eth-account's many errors for data it cannot encode
+            raise RpcError(ErrorCode.INVALID_PARAMS, f"invalid typed data: {exc}") from None
+        return "0x" + bytes(signed.signature).hex()
 
     def _transaction_param(self, method: str, params: list[Any]) -> dict[str, Any]:
         if not params or not isinstance(params[0], dict):

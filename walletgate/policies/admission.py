@@ -30,6 +30,9 @@ from walletgate.intents import (
     MessageSignature,
     MethodClass,
     NativeTransfer,
+    NetworkFee,
+    NftApproval,
+    NftTransfer,
     TokenApproval,
     TokenTransfer,
     canonical_address,
@@ -40,12 +43,16 @@ from walletgate.policies.request import SpendRequest
 
 _ADDRESS_FIELDS = frozenset(
     {"wallet", "to", "token", "source", "spender", "contract", "delegate", "verifying_contract"}
+    | {"collection", "operator"}  # NFT intents
 )
-_AMOUNT_FIELDS = frozenset({"amount"})
+_AMOUNT_FIELDS = frozenset({"amount", "token_ids", "amounts", "token_id"} | {"value"})
 _INTENT_TYPES = (
     NativeTransfer,
+    NetworkFee,
     TokenTransfer,
     TokenApproval,
+    NftTransfer,
+    NftApproval,
     ContractCall,
     ContractCreation,
     Delegation,
@@ -78,9 +85,21 @@ def malformation(decoded: DecodedRequest) -> str | None:
             if is_address:
                 if value is not None and not _is_canonical(value):
                     return f"{where}.{name}: {value!r} is not a canonical address"
-            elif not _is_base_units(value):
+            elif not _is_amounts(name, value):
                 return f"{where}.{name}: {value!r} is not a non-negative integer"
+        if isinstance(intent, NftTransfer) and len(intent.token_ids) != len(intent.amounts):
+            return f"{where}: {len(intent.token_ids)} token ids but {len(intent.amounts)} amounts"
     return None
+
+
+def _is_amounts(name: str, value: object) -> bool:
+    """An amount, or a tuple of them (an NFT transfer's token ids and counts); an NFT
+    approval's ``token_id`` is ``None`` for every token of the collection."""
+    if isinstance(value, tuple):
+        return all(_is_base_units(item) for item in value)
+    if value is None:
+        return name == "token_id"
+    return _is_base_units(value)
 
 
 def _checked_fields(intent_type: type) -> tuple[tuple[str, bool], ...]:

@@ -6,9 +6,15 @@ for each intent at all:
 - a transfer needs a rule that bounds its amount: a ``per_tx_cap`` or
   ``cumulative_cap`` in its asset or in USD. An asset walletgate does not know cannot
   be bounded (``unknown_asset``);
+- a network fee (every transaction pays one) is bounded by those in the native coin or
+  USD, or by a ``fee_cap`` with a per-transaction maximum;
 - an approval is bounded by those or by an ``approval_limit`` on its asset; an
   unlimited approval needs an ``approval_limit`` on its asset (which must then say
-  ``allow_unlimited``);
+  ``allow_unlimited``); ``setApprovalForAll(operator, true)`` is an unlimited approval
+  and needs an ``approval_limit`` on that very collection saying ``allow_unlimited``;
+- NFT transfers and approvals are bounded like token ones, in counts of tokens; one
+  whose standard does not fit its asset's kind (``policies.nfts.kind_conflict``) is
+  refused as ``unknown_asset``;
 - a contract call or creation needs a ``contract_allowlist``, an EIP-7702 delegation a
   ``delegation_allowlist``, a message signature a ``signing_allowlist``;
 - typed data whose ``domain.verifyingContract`` is a known asset but which the decoder
@@ -37,7 +43,8 @@ from walletgate.intents import (
     Delegation,
     Intent,
     MessageSignature,
-    NativeTransfer,
+    NetworkFee,
+    NftApproval,
     TokenApproval,
 )
 from walletgate.policies.decision import Finding, Reason
@@ -46,10 +53,12 @@ from walletgate.policies.facts import (
     Movement,
     RequestFacts,
     asset_of,
+    contract_of,
     describe_movement,
     destination_of,
     is_movable,
 )
+from walletgate.policies.fee_rules import bounds_fee
 from walletgate.policies.limits import applies_to
 from walletgate.policies.model import (
     ApprovalLimit,
@@ -61,6 +70,7 @@ from walletgate.policies.model import (
     Rule,
     SigningAllowlist,
 )
+from walletgate.policies.nfts import kind_conflict, operator_allowed
 
 COVERAGE = "coverage"
 #: The rules that bound an amount of an asset (or of USD).
@@ -104,8 +114,9 @@ def _gap(
 def _signature_gap(
     intent: MessageSignature, facts: RequestFacts, policies: PolicySet, rules: Sequence[Rule]
 ) -> Finding | None:
-    # Only a token address is looked up: None would name the native coin.
-    token = intent.verifying_contract
+    # Only a token address is looked up: None would name the native coin. A signature
+    # marked with a standard was decoded (it only asks a typed_data entry to admit it).
+    token = intent.verifying_contract if intent.standard is None else None
     asset = None if token is None else policies.asset_by_address(facts.request.chain_id, token)
     if asset is not None:
         detail = (
@@ -124,28 +135,38 @@ def _movement_gap(
 ) -> Finding | None:
     asset = asset_of(intent, facts.request.chain_id, policies)
     if asset is None:
-        token = "the native coin" if isinstance(intent, NativeTransfer) else intent.token
+        token = contract_of(intent) or "the native coin"
         detail = (
             f"{token} is not a known asset on chain {facts.request.chain_id}, so no rule can "
             f"bound what is sent to {destination_of(intent)}"
         )
         return _finding(Reason.UNKNOWN_ASSET, detail)
-    approval_limited = isinstance(intent, TokenApproval) and any(
+    conflict = kind_conflict(intent, asset)
+    if conflict is not None:  # an NFT call on a token, an ERC-20 call on a collection
+        return _finding(Reason.UNKNOWN_ASSET, conflict)
+    if isinstance(intent, NftApproval) and intent.unlimited and not operator_allowed(asset, rules):
+        what = describe_movement(Movement(intent, asset), facts.wallet.address)
+        detail = f"no approval_limit on {asset.symbol} with allow_unlimited allows the {what}"
+        return _finding(Reason.UNLIMITED_APPROVAL, detail)
+    approval_limited = isinstance(intent, TokenApproval | NftApproval) and any(
         isinstance(rule, ApprovalLimit) and applies_to(rule.limit, asset) for rule in rules
     )
     if isinstance(intent, TokenApproval) and intent.unlimited and not approval_limited:
         what = describe_movement(Movement(intent, asset), facts.wallet.address)
         detail = f"no approval_limit on {asset.symbol} allows the {what}"
         return _finding(Reason.UNLIMITED_APPROVAL, detail)
+    fee = isinstance(intent, NetworkFee)
     bounded = approval_limited or any(
-        isinstance(rule, _AMOUNT_BOUNDS) and applies_to(rule.limit, asset) for rule in rules
+        (isinstance(rule, _AMOUNT_BOUNDS) and applies_to(rule.limit, asset))
+        or (fee and bounds_fee(rule, asset))
+        for rule in rules
     )
     if intent.amount > 0 and not bounded:
         # Described only here: a covered movement (the common case) needs no text.
         what = describe_movement(Movement(intent, asset), facts.wallet.address)
         detail = (
             f"no policy bounds the {what}: it needs a per_tx_cap or cumulative_cap "
-            f"in {asset.symbol} or USD"
+            f"in {asset.symbol} or USD" + (", or a fee_cap with a maximum" if fee else "")
         )
         return _finding(Reason.NO_POLICY, detail)
     return None

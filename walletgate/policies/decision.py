@@ -27,6 +27,7 @@ class Reason(StrEnum):
     WALLET_NOT_OWNED = "wallet_not_owned"
     CHAIN_MISMATCH = "chain_mismatch"
     PER_TX_CAP = "per_tx_cap_exceeded"
+    FEE_CAP = "fee_cap_exceeded"
     CUMULATIVE_CAP = "cumulative_cap_exceeded"
     RATE_LIMITED = "rate_limited"
     DESTINATION_NOT_ALLOWED = "destination_not_allowed"

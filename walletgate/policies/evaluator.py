@@ -28,10 +28,12 @@ from operator import attrgetter
 
 from walletgate.policies.admission import Refusal, admit, malformation
 from walletgate.policies.claims import request_rate_claims
+from walletgate.policies.contract_rules import marked_recipients
 from walletgate.policies.coverage import coverage_gaps
 from walletgate.policies.decision import CounterClaim, Decision, Finding, Outcome, Reason
 from walletgate.policies.facts import Exposure, RequestFacts, measure, resolve_movements
 from walletgate.policies.model import Freeze, Policy, PolicySet
+from walletgate.policies.nfts import with_nft_semantics
 from walletgate.policies.request import SpendRequest
 from walletgate.policies.rules import Verdict, judge
 
@@ -54,6 +56,7 @@ REASON_PRIORITY: tuple[Reason, ...] = (
     Reason.PRICE_UNAVAILABLE,
     Reason.APPROVAL_LIMIT,
     Reason.PER_TX_CAP,
+    Reason.FEE_CAP,
     Reason.CUMULATIVE_CAP,
     Reason.RATE_LIMITED,
     Reason.APPROVAL_REQUIRED,
@@ -72,6 +75,8 @@ def evaluate(request: SpendRequest, policies: PolicySet, now: datetime) -> Decis
     problem = malformation(request.decoded)
     if problem is not None:
         return Decision(Outcome.DENY, Reason.MALFORMED, f"denied: malformed request: {problem}")
+    # ERC-721 transferFrom / approve carry ERC-20 selectors: judged as what they are.
+    request = with_nft_semantics(request, policies)
     movements = resolve_movements(request, policies)
     exposure = measure(movements, now)
     admitted = admit(request, policies)
@@ -88,10 +93,11 @@ def evaluate(request: SpendRequest, policies: PolicySet, now: datetime) -> Decis
             f"(agent {request.agent_id!r}, owner {admitted.owner!r})",
         )
         return _refused(refusal, exposure)
-    facts = RequestFacts(
-        request, admitted, now, policies.assets, movements, exposure, policies.judged
-    )
     rules = [(policy, rule) for policy in applicable for rule in policy.rules]
+    recipients = marked_recipients(request.decoded.intents, [rule for _, rule in rules])
+    facts = RequestFacts(
+        request, admitted, now, policies.assets, movements, exposure, policies.judged, recipients
+    )
     verdicts = [
         verdict for policy, rule in rules if (verdict := judge(policy, rule, facts)) is not None
     ]

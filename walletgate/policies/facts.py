@@ -2,7 +2,10 @@
 
 A :class:`Movement` is an intent that moves or approves value (a native transfer, a
 token transfer or ``transferFrom``, an approval), paired with its asset. Approvals are
-exposure: they count towards amounts exactly like transfers. The :class:`Exposure` of a
+exposure: they count towards amounts exactly like transfers. NFT transfers and
+approvals are movements too: their amount is a count of tokens (an NFT collection's
+base unit is one token), and an operator is a destination like a spender. The
+:class:`Exposure` of a
 request sums its movements per asset and values them in USD, exactly.
 """
 
@@ -15,13 +18,23 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import TypeGuard
 
-from walletgate.intents import Intent, NativeTransfer, TokenApproval, TokenTransfer
+from walletgate.intents import (
+    Intent,
+    NativeTransfer,
+    NetworkFee,
+    NftApproval,
+    NftTransfer,
+    TokenApproval,
+    TokenTransfer,
+)
 from walletgate.policies.amounts import format_asset_amount, to_decimal, usd_value
 from walletgate.policies.model import Asset, Policy, PolicySet, Rule, Wallet
+from walletgate.policies.nfts import describe_nft, is_revocation
 from walletgate.policies.request import SpendRequest
 
-#: Intents that move or approve value.
-Movable = NativeTransfer | TokenTransfer | TokenApproval
+#: Intents that move or approve value. A :class:`NetworkFee` moves the native coin to
+#: nobody on any list: it counts in every amount, but is no destination.
+Movable = NativeTransfer | TokenTransfer | TokenApproval | NetworkFee | NftTransfer | NftApproval
 
 #: The USD value of a request that moves nothing priced (Fractions are immutable).
 _ZERO_USD = Fraction(0)
@@ -85,15 +98,23 @@ class RequestFacts:
     judged: dict[tuple[int, int, tuple[str, ...]], tuple[Policy, Rule, object]] = field(
         default_factory=dict, repr=False, compare=False
     )
-    #: Where value goes: transfer recipients and approval spenders. Derived once here,
-    #: since both destination lists of every applicable policy ask for it.
+    #: Contract-call arguments that applicable ``contract_allowlist`` entries mark as
+    #: recipients (``policies.contract_rules.marked_recipients``): destinations too.
+    marked_recipients: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    #: Where value goes: transfer recipients, approval spenders and marked recipients.
+    #: Derived once here, since both destination lists of every applicable policy ask.
     destinations: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         destinations = frozenset(
-            destination_of(intent) for intent in self.intents if is_movable(intent)
+            destination_of(intent)
+            for intent in self.intents
+            # Revoking an NFT operator grants it nothing (revoking a denylisted one is fine).
+            if is_movable(intent)
+            and not isinstance(intent, NetworkFee)
+            and not is_revocation(intent)
         )
-        object.__setattr__(self, "destinations", destinations)
+        object.__setattr__(self, "destinations", destinations | self.marked_recipients)
 
     @property
     def intents(self) -> tuple[Intent, ...]:
@@ -102,18 +123,32 @@ class RequestFacts:
 
 def is_movable(intent: Intent) -> TypeGuard[Movable]:
     """True for intents that move or approve value."""
-    return isinstance(intent, NativeTransfer | TokenTransfer | TokenApproval)
+    return isinstance(
+        intent,
+        NativeTransfer | TokenTransfer | TokenApproval | NetworkFee | NftTransfer | NftApproval,
+    )
 
 
 def destination_of(intent: Movable) -> str:
-    """The address value goes to: the recipient, or the spender of an approval."""
+    """The address value goes to: the recipient, or the spender of an approval (a
+    network fee goes to no address walletgate could list: ``"the network"``)."""
+    if isinstance(intent, NetworkFee):
+        return "the network"
+    if isinstance(intent, NftApproval):
+        return intent.operator
     return intent.spender if isinstance(intent, TokenApproval) else intent.to
 
 
 def asset_of(intent: Movable, chain_id: int, policies: PolicySet) -> Asset | None:
     """The asset an intent moves on ``chain_id``, or ``None`` when walletgate does not know it."""
-    token = None if isinstance(intent, NativeTransfer) else intent.token
-    return policies.asset_by_address(chain_id, token)
+    return policies.asset_by_address(chain_id, contract_of(intent))
+
+
+def contract_of(intent: Movable) -> str | None:
+    """The token or collection contract an intent moves; ``None`` for the native coin."""
+    if isinstance(intent, NativeTransfer | NetworkFee):
+        return None
+    return intent.collection if isinstance(intent, NftTransfer | NftApproval) else intent.token
 
 
 def resolve_movements(request: SpendRequest, policies: PolicySet) -> tuple[Movement, ...]:
@@ -157,7 +192,11 @@ def measure(movements: Iterable[Movement], now: datetime) -> Exposure:
 def describe_movement(movement: Movement, wallet_address: str) -> str:
     """A movement for humans: ``"transfer of 1.5 ETH to 0x…"``."""
     intent, asset = movement.intent, movement.asset
+    if isinstance(intent, NftTransfer | NftApproval):
+        return describe_nft(intent, asset, wallet_address)
     amount = format_asset_amount(intent.amount, asset)
+    if isinstance(intent, NetworkFee):
+        return f"network fee of up to {amount}"
     if isinstance(intent, TokenApproval):
         if intent.unlimited:
             return f"unlimited approval of {asset.symbol} to spender {intent.spender}"

@@ -13,6 +13,8 @@ from datetime import datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
+from walletgate.policies.method_rules import MethodRule
+
 
 @dataclass(frozen=True, slots=True)
 class Owner:
@@ -37,9 +39,24 @@ class Wallet:
     description: str = ""
 
 
+class AssetKind(StrEnum):
+    """What an asset is: the native coin, a fungible token or an NFT collection."""
+
+    NATIVE = "native"
+    ERC20 = "erc20"
+    ERC721 = "erc721"
+    ERC1155 = "erc1155"
+
+
+#: NFT collections: their base unit is one token (decimals 0), caps on them count tokens.
+NFT_KINDS = frozenset({AssetKind.ERC721, AssetKind.ERC1155})
+
+
 @dataclass(frozen=True, slots=True)
 class Asset:
-    """A coin or token on one chain. ``address`` is ``None`` for the chain's native coin."""
+    """A coin, token or NFT collection on one chain. ``address`` is ``None`` for the
+    chain's native coin. ``kind`` defaults to native without an address, else erc20.
+    An NFT collection's price is per token."""
 
     id: str
     chain_id: int
@@ -49,10 +66,24 @@ class Asset:
     price_usd: Decimal | None = None
     price_as_of: datetime | None = None
     price_max_age: timedelta | None = None
+    kind: AssetKind = AssetKind.ERC20
+
+    def __post_init__(self) -> None:
+        if self.address is None and self.kind is AssetKind.ERC20:  # the default's meaning
+            object.__setattr__(self, "kind", AssetKind.NATIVE)
+        if (self.address is None) != (self.kind is AssetKind.NATIVE):
+            raise ValueError(f"asset {self.id!r}: kind {self.kind} does not fit its address")
+        if self.kind in NFT_KINDS and self.decimals != 0:
+            raise ValueError(f"asset {self.id!r}: an NFT collection has decimals 0")
 
     @property
     def native(self) -> bool:
         return self.address is None
+
+    @property
+    def nft(self) -> bool:
+        """True for an ERC-721 or ERC-1155 collection."""
+        return self.kind in NFT_KINDS
 
     def price_at(self, now: datetime) -> Decimal | None:
         """The USD price of one whole unit at ``now``, or ``None`` when missing or stale."""
@@ -143,12 +174,18 @@ class AssetAllowlist:
 
 @dataclass(frozen=True, slots=True)
 class ContractAllowlist:
-    """Allowed (contract, selector) pairs. A selector of ``None`` allows every method."""
+    """Allowed (contract, selector) pairs. A selector of ``None`` allows every method.
+
+    ``method_rules`` are the methods listed with their signature (and conditions,
+    recipients, a ``max_value``): a call they name passes when one of them admits it
+    (``policies.contract_rules``).
+    """
 
     id: str
     methods: frozenset[tuple[str, str | None]]
     allow_create: bool = False
     type: str = "contract_allowlist"
+    method_rules: tuple[MethodRule, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,11 +230,36 @@ class Tier:
 
 
 @dataclass(frozen=True, slots=True)
+class TypedDataEntry:
+    """Typed data a signing allowlist admits: documents whose domain has exactly this
+    ``verifying_contract`` and ``chain_id`` (and ``name``, when given) and whose primary
+    type is ``primary_type`` (with exactly the EIP-712 type string ``types``, when
+    given); with ``conditions`` (a ``policies.conditions`` tree over the message as a
+    tuple of its fields) only those whose message passes. ``allow_missing_chain_id``
+    also admits documents whose domain has no chainId (valid on every chain)."""
+
+    verifying_contract: str
+    chain_id: int
+    primary_type: str
+    name: str | None = None
+    types: str | None = None
+    allow_missing_chain_id: bool = False
+    conditions: object | None = None  # a policies.conditions.Condition
+
+
+@dataclass(frozen=True, slots=True)
 class SigningAllowlist:
-    """Message-signing methods this scope may use (eth_sign, personal_sign, typed data)."""
+    """Message-signing methods this scope may use (eth_sign, personal_sign, typed data).
+
+    A typed-data method in ``methods`` admits only documents a ``typed_data`` entry
+    matches (see ``policies.signing``), unless ``allow_any_typed_data_unsafe`` admits
+    every document that decodes to no recognised standard.
+    """
 
     id: str
     methods: frozenset[str]
+    typed_data: tuple[TypedDataEntry, ...] = ()
+    allow_any_typed_data_unsafe: bool = False
     type: str = "signing_allowlist"
 
 
@@ -210,8 +272,21 @@ class DelegationAllowlist:
     type: str = "delegation_allowlist"
 
 
+@dataclass(frozen=True, slots=True)
+class FeeCap:
+    """Bounds the network fees of each transaction: their most (``limit``, native base
+    units or USD, summed over the request) and the max fee per gas (``max_fee_per_gas``,
+    wei). Either may be ``None``; the compiler requires one."""
+
+    id: str
+    limit: Limit | None = None
+    max_fee_per_gas: int | None = None
+    type: str = "fee_cap"
+
+
 Rule = (
     PerTxCap
+    | FeeCap
     | CumulativeCap
     | RateLimit
     | DestinationAllowlist

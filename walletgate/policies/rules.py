@@ -17,17 +17,18 @@ from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from walletgate.intents import (
-    ContractCall,
-    ContractCreation,
+    ANYONE,
     Delegation,
-    MessageSignature,
     MethodClass,
+    NftApproval,
     TokenApproval,
 )
 from walletgate.policies.amounts import format_usd, micro_usd_at_least, micro_usd_at_most
 from walletgate.policies.claims import MICRO_USD, REQUESTS, cap_claim, rate_claim, scope_id
+from walletgate.policies.contract_rules import contract_problems
 from walletgate.policies.decision import CounterClaim, Finding, Reason
 from walletgate.policies.facts import RequestFacts, describe_movement, measure
+from walletgate.policies.fee_rules import fee_cap, is_fee
 from walletgate.policies.limits import (
     Quantity,
     applies_to,
@@ -50,6 +51,7 @@ from walletgate.policies.model import (
     DelegationAllowlist,
     DestinationAllowlist,
     DestinationDenylist,
+    FeeCap,
     Limit,
     PerTxCap,
     Policy,
@@ -60,6 +62,7 @@ from walletgate.policies.model import (
     TimeWindow,
     Window,
 )
+from walletgate.policies.signing import signing_allowlist
 
 T = TypeVar("T")
 
@@ -166,7 +169,10 @@ def approval_limit(policy: Policy, rule: ApprovalLimit, facts: RequestFacts) -> 
     problems: list[tuple[int, Reason, str, str | None]] = []
     for movement in facts.movements:
         intent = movement.intent
-        if not isinstance(intent, TokenApproval) or not applies_to(rule.limit, movement.asset):
+        # NFT approvals too: one token counts 1, setApprovalForAll is unlimited.
+        if not isinstance(intent, TokenApproval | NftApproval):
+            continue
+        if not applies_to(rule.limit, movement.asset):
             continue
         what = describe_movement(movement, facts.wallet.address)
         if intent.unlimited:
@@ -210,13 +216,21 @@ def tier(policy: Policy, rule: Tier, facts: RequestFacts) -> Verdict:
 # -- list rules ------------------------------------------------------------------------
 
 
+def describe_destination(address: str) -> str:
+    """A destination for humans: the address, or what :data:`ANYONE` stands for."""
+    if address == ANYONE:
+        return f"anyone ({ANYONE}: whoever fulfils or executes the signed document)"
+    return address
+
+
 def destination_allowlist(
     policy: Policy, rule: DestinationAllowlist, facts: RequestFacts
 ) -> Verdict:
     """Every recipient and approval spender is listed."""
     unlisted = sorted(facts.destinations - rule.addresses)
     if unlisted:
-        detail = _and_more(f"{unlisted[0]} is not on the destination allowlist", unlisted)
+        first = describe_destination(unlisted[0])
+        detail = _and_more(f"{first} is not on the destination allowlist", unlisted)
         return Verdict(
             _failed(policy, rule, Reason.DESTINATION_NOT_ALLOWED, detail, None, unlisted[0])
         )
@@ -224,21 +238,30 @@ def destination_allowlist(
 
 
 def destination_denylist(policy: Policy, rule: DestinationDenylist, facts: RequestFacts) -> Verdict:
-    """No recipient or approval spender is listed."""
+    """No recipient or approval spender is listed. Value that anyone may take (an open
+    order's fulfiller, a refunded executor) may go to a listed address too."""
     listed = sorted(facts.destinations & rule.addresses)
+    if ANYONE in facts.destinations and rule.addresses and ANYONE not in listed:
+        listed.insert(0, ANYONE)
     if listed:
-        detail = _and_more(f"{listed[0]} is on the destination denylist", listed)
+        first = (
+            f"{describe_destination(ANYONE)} includes every address on the denylist"
+            if listed[0] == ANYONE
+            else f"{listed[0]} is on the destination denylist"
+        )
+        detail = _and_more(first, listed)
         return Verdict(_failed(policy, rule, Reason.DESTINATION_DENIED, detail, None, listed[0]))
     return _listed(policy, rule, facts, "no destination is on the denylist")
 
 
 def asset_allowlist(policy: Policy, rule: AssetAllowlist, facts: RequestFacts) -> Verdict:
-    """Every asset moved or approved is listed."""
+    """Every asset moved or approved is listed (network fees, paid in the native coin
+    whatever the transaction moves, are not judged here: caps and fee caps bound them)."""
     unlisted = sorted(
         {
             movement.asset.symbol
             for movement in facts.movements
-            if movement.asset.id not in rule.assets
+            if movement.asset.id not in rule.assets and not is_fee(movement.intent)
         }
     )
     if unlisted:
@@ -248,19 +271,10 @@ def asset_allowlist(policy: Policy, rule: AssetAllowlist, facts: RequestFacts) -
 
 
 def contract_allowlist(policy: Policy, rule: ContractAllowlist, facts: RequestFacts) -> Verdict:
-    """Every contract call is to a listed (contract, method); creation only if allowed."""
-    refused = []
-    for intent in facts.intents:
-        if isinstance(intent, ContractCreation) and not rule.allow_create:
-            refused.append("contract creation is not allowed")
-        elif isinstance(intent, ContractCall) and not (
-            (intent.contract, intent.selector) in rule.methods
-            or (intent.contract, None) in rule.methods
-        ):
-            method = intent.selector or "(no method selector)"
-            refused.append(f"{intent.contract} method {method} is not on the contract allowlist")
+    """Every contract call is admitted by a listed (contract, method) and its conditions;
+    creation only if allowed (the checks: ``policies.contract_rules``)."""
+    refused = contract_problems(rule, facts.intents, facts.wallet.address, facts.movements)
     if refused:
-        refused.sort()
         detail = _and_more(refused[0], refused)
         return Verdict(_failed(policy, rule, Reason.CONTRACT_NOT_ALLOWED, detail))
     return _listed(policy, rule, facts, "every contract call is on the allowlist")
@@ -273,16 +287,6 @@ def chain_allowlist(policy: Policy, rule: ChainAllowlist, facts: RequestFacts) -
         detail = f"chain {chain} is not on the chain allowlist"
         return Verdict(_failed(policy, rule, Reason.CHAIN_NOT_ALLOWED, detail, None, str(chain)))
     return _listed(policy, rule, facts, f"chain {chain} is allowed")
-
-
-def signing_allowlist(policy: Policy, rule: SigningAllowlist, facts: RequestFacts) -> Verdict:
-    """Every message-signing method used is listed."""
-    methods = {intent.method for intent in facts.intents if isinstance(intent, MessageSignature)}
-    unlisted = sorted(methods - rule.methods)
-    if unlisted:
-        detail = _and_more(f"{unlisted[0]} is not on the signing allowlist", unlisted)
-        return Verdict(_failed(policy, rule, Reason.SIGNING_NOT_ALLOWED, detail, None, unlisted[0]))
-    return _listed(policy, rule, facts, "every signing method is on the allowlist")
 
 
 def delegation_allowlist(policy: Policy, rule: DelegationAllowlist, facts: RequestFacts) -> Verdict:
@@ -368,6 +372,7 @@ _JUDGES: dict[type, Callable[[Policy, Any, RequestFacts], Verdict | None]] = {
     Tier: tier,
     SigningAllowlist: signing_allowlist,
     DelegationAllowlist: delegation_allowlist,
+    FeeCap: fee_cap,
 }
 
 

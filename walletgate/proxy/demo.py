@@ -42,12 +42,13 @@ walletgate demo is running.
 """
 
 
-async def run_demo(settings: Settings, serve: Serve) -> int:
-    """Run the demo until SIGINT/SIGTERM; returns the exit code."""
+async def run_demo(settings: Settings, serve: Serve, *, devnet_port: int = DEVNET_PORT) -> int:
+    """Run the demo until SIGINT/SIGTERM, with the devnet on ``devnet_port``; returns the
+    exit code."""
     if not EXAMPLE_POLICIES.is_file():
         raise SettingsError(f"--demo needs {EXAMPLE_POLICIES} (run it from a source checkout)")
     try:
-        async with serve_devnet(port=DEVNET_PORT) as devnet:
+        async with serve_devnet(port=devnet_port) as devnet:
             return await _demo(settings, serve, devnet)
     except DevnetError as exc:
         raise SettingsError(f"cannot start the demo devnet: {exc}") from None

@@ -19,7 +19,13 @@ LIMIT_EXCEEDED = -32005  # EIP-1474: caps and rate limits
 
 #: Reasons that are about limits, not about what the request is, answer -32005.
 _LIMIT_REASONS = frozenset(
-    {Reason.PER_TX_CAP, Reason.CUMULATIVE_CAP, Reason.RATE_LIMITED, Reason.APPROVAL_LIMIT}
+    {
+        Reason.PER_TX_CAP,
+        Reason.FEE_CAP,
+        Reason.CUMULATIVE_CAP,
+        Reason.RATE_LIMITED,
+        Reason.APPROVAL_LIMIT,
+    }
 )
 
 

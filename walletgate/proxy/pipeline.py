@@ -32,9 +32,9 @@ from walletgate.policies.request import SpendRequest
 from walletgate.proxy import errors
 from walletgate.proxy.backend import BackendClient, BackendReply, reply_of
 from walletgate.proxy.backend import Outcome as ForwardOutcome
-from walletgate.proxy.evm.decode import decode_call
 from walletgate.proxy.evm.methods import OWN_ACCOUNT_METHODS, classify
 from walletgate.proxy.evm.reads import balance_query
+from walletgate.proxy.fill import FillUnavailable, decode_with_fill
 from walletgate.proxy.jsonrpc import dumps
 from walletgate.proxy.metrics import Metrics
 from walletgate.storage.audit import AuditOutcome, AuditRecord, AuditUnavailable, AuditWriter
@@ -431,7 +431,15 @@ class CallHandler:
             started=time.perf_counter(),
         )
         try:
-            decoded = decode_call(method, params, chain_id=self._backend.backend.chain_id)
+            # Gas and fees the request leaves to the backend are filled first: the filled
+            # request is what is judged, logged and forwarded.
+            filled = await decode_with_fill(self._backend, self._policies, method, params)
+        except FillUnavailable as exc:
+            limited = await self._count_request(call_id, method_class, None)
+            if limited is not None:
+                return limited
+            _log.warning("refusing %s: %s", method, exc)
+            return await self._refuse_spend(call, _unavailable(f"no gas or fee quote: {exc}"))
         except DecodeError as exc:
             limited = await self._count_request(call_id, method_class, None)
             if limited is not None:
@@ -445,6 +453,9 @@ class CallHandler:
                 f"invalid {method} request: {exc}",
                 {**decision.to_json(), "where": exc.where, "transaction_id": str(call.tx_id)},
             )
+        decoded = filled.decoded
+        if filled.params is not params:
+            call = dataclasses.replace(call, request_json=call_json(call_id, method, filled.params))
         call = dataclasses.replace(call, decoded=decoded, wallet=self._wallet_of(decoded))
         request = SpendRequest(
             agent_id=self._caller.agent_id, decoded=decoded, chain_id=self._backend.backend.chain_id

@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
+import aiohttp
 from aiohttp import web
 from aiohttp.log import access_logger
 
@@ -24,6 +26,7 @@ from walletgate.storage.audit import AuditWriter
 from walletgate.storage.cache import StateCache
 from walletgate.storage.counters import Counters
 from walletgate.storage.rebuild import PostgresClaimHistory
+from walletgate.storage.redis_guard import CacheUnavailable
 from walletgate.storage.runtime import Stores, open_stores
 
 _log = logging.getLogger("walletgate")
@@ -54,6 +57,7 @@ async def gateway_app(settings: Settings, stores: Stores) -> AsyncIterator[web.A
             reads_fail_open=settings.reads_fail_open,
         )
         state = StateCache(stores.redis, stores.pool, settings)
+        await _warm_state(state)
         app_state = AppState(gateway=gateway, state=state, backends=backends, pool=stores.pool)
         yield build_app(
             app_state,
@@ -63,6 +67,42 @@ async def gateway_app(settings: Settings, stores: Stores) -> AsyncIterator[web.A
     finally:
         await audit.close()
         await session.close()
+
+
+async def _warm_state(state: StateCache) -> None:
+    """Load and compile the policies before the port opens. Compiling is CPU work that
+    blocks the event loop; done by the first requests of a burst, it held the Redis
+    answers of the others past ``redis_timeout`` and refused them as unavailable. If
+    the stores cannot answer now, the first request tries again (and fails closed)."""
+    try:
+        await state.snapshot()
+    except CacheUnavailable as exc:
+        _log.warning("could not load the policies before listening: %s", exc)
+
+
+async def _warm_http(runner: web.AppRunner) -> None:
+    """Answer one request on a private loopback port before the real one opens.
+
+    A fresh process's first connection costs a few hundred milliseconds of one-time
+    work in the HTTP stack; paid by the first request of a burst, it stalled the event
+    loop while the Redis answers of the others waited, past ``redis_timeout``. The
+    shared port cannot be used: with ``SO_REUSEPORT`` another worker may answer.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        site = web.SockSite(runner, sock)
+        await site.start()
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://127.0.0.1:{port}/healthz") as response,
+            ):
+                await response.read()
+        except aiohttp.ClientError as exc:  # only a warm-up: serving does not need it
+            _log.warning("warm-up request failed: %s", exc)
+        finally:
+            await site.stop()
 
 
 async def _wait_for_signal() -> None:
@@ -83,7 +123,8 @@ async def serve(
     ``on_ready`` is called once it listens."""
     async with contextlib.AsyncExitStack() as stack:
         if stores is None:
-            stores = await stack.enter_async_context(open_stores(settings))
+            # warm: the Redis pool's first connections are open before the port is.
+            stores = await stack.enter_async_context(open_stores(settings, warm=True))
         app = await stack.enter_async_context(gateway_app(settings, stores))
         runner = web.AppRunner(
             app,
@@ -95,6 +136,7 @@ async def serve(
             keepalive_timeout=settings.keepalive_timeout,
         )
         await runner.setup()
+        await _warm_http(runner)
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=True)
         await site.start()
         for backend in settings.all_backends():
@@ -129,7 +171,7 @@ async def run_serve(args: argparse.Namespace, settings: Settings) -> int:
                 raise SettingsError("--demo runs one gateway process; leave out --workers")
             from walletgate.proxy.demo import run_demo
 
-            return await run_demo(settings, serve)
+            return await run_demo(settings, serve, devnet_port=args.devnet_port)
         if workers > 1:
             from walletgate.proxy.workers import serve_workers
 

@@ -2,7 +2,10 @@
 
 The request is judged exactly as ``serve`` would judge it: the same decoder, the same
 policies (through the same cache), the same evaluator, and the counters are consulted
-read-only. Nothing is forwarded, reserved or logged.
+read-only. Nothing is forwarded, reserved or logged. Gas and fees a transaction leaves
+to the backend are filled from the backend's quotes, as ``serve`` fills them, when a
+backend for the chain is configured (those are reads); without one, such a transaction
+is refused as it stands.
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from walletgate.config.settings import Settings, SettingsError
-from walletgate.intents import DecodeError, MethodClass
+from walletgate.intents import DecodedRequest, DecodeError, MethodClass
 from walletgate.policies.decision import Decision, Outcome, Reason
 from walletgate.policies.evaluator import evaluate
 from walletgate.policies.model import PolicySet
 from walletgate.policies.request import SpendRequest
+from walletgate.proxy.backend import BackendClient, new_session
 from walletgate.proxy.evm.decode import decode_call
 from walletgate.proxy.evm.methods import classify
+from walletgate.proxy.fill import FillUnavailable, decode_with_fill
 from walletgate.proxy.jsonrpc import Call, parse_body
 from walletgate.proxy.pipeline import counter_refusal_decision
 from walletgate.storage.cache import StateCache
@@ -43,9 +48,15 @@ def _chain_for(agent: str, policies: PolicySet, configured: int | None) -> int:
 
 
 def _decide_offline(
-    call: Call, agent: str, chain_id: int, policies: PolicySet, now: datetime
+    call: Call,
+    agent: str,
+    chain_id: int,
+    policies: PolicySet,
+    now: datetime,
+    decoded: DecodedRequest | None = None,
 ) -> tuple[Decision, Any]:
-    """The pure part: decode and evaluate; the counters come after."""
+    """The pure part: decode (unless ``decoded``, filled already) and evaluate; the
+    counters come after."""
     method_class = classify(call.method)
     if method_class not in (MethodClass.SPENDING, MethodClass.SIGNING):
         outcome = "forward" if method_class is MethodClass.READ else "deny"
@@ -57,7 +68,8 @@ def _decide_offline(
             + ("forwarded" if outcome == "forward" else "refused"),
         ), None
     try:
-        decoded = decode_call(call.method, call.params, chain_id=chain_id)
+        if decoded is None:
+            decoded = decode_call(call.method, call.params, chain_id=chain_id)
     except DecodeError as exc:
         return Decision(Outcome.DENY, Reason.MALFORMED, f"cannot decode {call.method}: {exc}"), None
     return evaluate(SpendRequest(agent, decoded, chain_id), policies, now), decoded
@@ -75,14 +87,55 @@ async def simulate_calls(
             raise SettingsError(f"unknown agent {agent!r}")
         chain_id = _chain_for(agent, policies, settings.chain_id)
         counters = Counters(stores.redis, PostgresClaimHistory(stores.pool))
-        for call in calls:
-            decision, _decoded = _decide_offline(call, agent, chain_id, policies, now)
-            if decision.outcome is Outcome.ALLOW and decision.claims:
-                refusal = await counters.peek(decision.claims, now.timestamp())
-                if isinstance(refusal, CounterRefusal):
-                    decision = counter_refusal_decision(decision, refusal)
-            results.append({"id": call.id, "method": call.method, **decision.to_json()})
+        backend = next((b for b in settings.all_backends() if b.chain_id == chain_id), None)
+        session = new_session(settings) if backend is not None else None
+        client = BackendClient(backend, session) if backend and session else None
+        try:
+            for call in calls:
+                try:
+                    filled = await _filled(client, policies, call)
+                except FillUnavailable as exc:
+                    unavailable = f"walletgate cannot decide right now (no gas or fee quote: {exc})"
+                    decision = Decision(Outcome.DENY, Reason.UNAVAILABLE, unavailable)
+                    results.append({"id": call.id, "method": call.method, **decision.to_json()})
+                    continue
+                decision = await _decide(call, agent, chain_id, policies, counters, now, filled)
+                results.append({"id": call.id, "method": call.method, **decision.to_json()})
+        finally:
+            if session is not None:
+                await session.close()
     return results
+
+
+async def _filled(
+    client: BackendClient | None, policies: PolicySet, call: Call
+) -> DecodedRequest | None:
+    """The decoded spend with what it leaves to the backend filled, as ``serve`` fills
+    it; ``None`` to decode it as it stands (no backend, or not a spend, or malformed)."""
+    if client is None or classify(call.method) not in (MethodClass.SPENDING, MethodClass.SIGNING):
+        return None
+    try:
+        return (await decode_with_fill(client, policies, call.method, call.params)).decoded
+    except DecodeError:
+        return None  # _decide_offline reports it
+
+
+async def _decide(
+    call: Call,
+    agent: str,
+    chain_id: int,
+    policies: PolicySet,
+    counters: Counters,
+    now: datetime,
+    decoded: DecodedRequest | None,
+) -> Decision:
+    """One call's decision: the pure one, then the counters, read-only."""
+    decision, _decoded = _decide_offline(call, agent, chain_id, policies, now, decoded)
+    if decision.outcome is Outcome.ALLOW and decision.claims:
+        refusal = await counters.peek(decision.claims, now.timestamp())
+        if isinstance(refusal, CounterRefusal):
+            decision = counter_refusal_decision(decision, refusal)
+    return decision
 
 
 def _read_request(source: str) -> bytes:

@@ -110,7 +110,8 @@ async def _read_tables(conn: asyncpg.Connection) -> dict[str, Any]:
         "SELECT id, owner_id, agent_id, chain_id, address, description FROM wallets"
     )
     assets = await conn.fetch(
-        "SELECT id, chain_id, address, symbol, decimals, price_usd, price_as_of, price_max_age"
+        "SELECT id, chain_id, kind, address, symbol, decimals, price_usd, price_as_of,"
+        " price_max_age"
         " FROM assets"
     )
     policies = await conn.fetch(
@@ -146,6 +147,7 @@ def _asset_from_row(row: asyncpg.Record) -> dict[str, Any]:
         "id": row["id"],
         "chain": row["chain_id"],
         "symbol": row["symbol"],
+        "kind": row["kind"],
         "decimals": row["decimals"],
     }
     if row["address"] is None:
@@ -307,12 +309,13 @@ class _Writer:
     async def _upsert_assets(self) -> None:
         await self._conn.executemany(
             """INSERT INTO assets (id, chain_id, address, symbol, decimals, price_usd,
-                   price_as_of, price_max_age)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                   price_as_of, price_max_age, kind)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                ON CONFLICT (id) DO UPDATE SET chain_id = EXCLUDED.chain_id,
                    address = EXCLUDED.address, symbol = EXCLUDED.symbol,
                    decimals = EXCLUDED.decimals, price_usd = EXCLUDED.price_usd,
                    price_as_of = EXCLUDED.price_as_of, price_max_age = EXCLUDED.price_max_age,
+                   kind = EXCLUDED.kind,
                    updated_at = now()""",
             [_asset_row(a) for a in self._upserts("assets")],
         )
@@ -410,4 +413,5 @@ def _asset_row(asset: Mapping[str, Any]) -> tuple[Any, ...]:
         Decimal(price) if price is not None else None,
         datetime.fromisoformat(as_of) if as_of is not None else None,
         timedelta(seconds=parse_duration(max_age)) if max_age is not None else None,
+        asset["kind"],
     )

@@ -28,7 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -42,14 +42,13 @@ from walletgate.config.settings import Backend, Settings, SettingsError
 from walletgate.intents import DecodeError
 from walletgate.proxy.backend import BackendClient, BackendError, new_session
 from walletgate.proxy.evm.decode import decode_call
-from walletgate.storage.counters import (
-    Counters,
-    CountersUnavailable,
-    claims_from_json,
-    reservation_of,
-)
+from walletgate.service.settlement import Outcome, settle_spend
+from walletgate.storage.counters import Counters, CountersUnavailable, claims_from_json
 from walletgate.storage.rebuild import PostgresClaimHistory, claims_from_row
 from walletgate.storage.runtime import open_stores
+
+#: Exit status when a row needs a backend that is not configured here or did not answer.
+EXIT_BACKEND_MISSING = 3
 
 
 class Action(StrEnum):
@@ -239,39 +238,39 @@ SELECT id, created_at, status, method, backend, chain_id, request, tx_hash, clai
  ORDER BY created_at, id
 """
 
-# Only a row still unsettled is settled: a gateway that finished meanwhile wins.
-_SETTLE = """
-UPDATE transactions
-   SET status = $2, tx_hash = coalesce($3, tx_hash), settled_at = now(),
-       backend_error = coalesce(backend_error, '{}'::jsonb) || $4::jsonb
- WHERE id = $1 AND status IN ('unknown', 'pending')
-"""
-
 
 async def settle(
     pool: asyncpg.Pool, counters: Counters, candidate: Candidate, verdict: Verdict
 ) -> None:
-    """Apply ``verdict``: counters first (exactly once, through the reservation records),
-    then the row, so an interrupted run leaves the row for the next one."""
-    reservation = reservation_of(str(candidate.id), claims_from_json(candidate.claims))
-    if verdict.action is Action.COMMIT:
-        await counters.commit(reservation)
-        status = "committed"
-    else:
-        await counters.refund(reservation)
-        status = "refunded"
-    note = json.dumps({"reconciled": verdict.why})
-    await pool.execute(_SETTLE, candidate.id, status, verdict.tx_hash, note)
+    """Apply ``verdict`` through the one settlement path (``walletgate.service.settlement``):
+    counters first, then the row, so an interrupted run leaves the row for the next one."""
+    outcome = Outcome.COMMITTED if verdict.action is Action.COMMIT else Outcome.REFUNDED
+    await settle_spend(
+        pool,
+        counters,
+        candidate.id,
+        claims_from_json(candidate.claims),
+        outcome,
+        {"reconciled": verdict.why},
+        tx_hash=verdict.tx_hash,
+    )
 
 
 async def run_reconcile(args: argparse.Namespace, settings: Settings) -> int:
-    """CLI handler: settle unknown (and stale pending) spends; print one line each."""
+    """CLI handler: settle unknown (and stale pending) spends; print one line each and a
+    summary line. Exits 3 when a row's backend is not configured here or could not be
+    reached (a cron job must notice that nothing was settled), else 0."""
     try:
         stale = timedelta(seconds=parse_duration(args.pending_older_than))
     except ValueError as exc:
         raise SettingsError(f"--pending-older-than: {exc}") from None
     if args.max_blocks < 1:
         raise SettingsError("--max-blocks must be at least 1")
+    settings = replace(
+        settings,
+        backend_url=getattr(args, "backend_url", None) or settings.backend_url,
+        chain_id=getattr(args, "chain_id", None) or settings.chain_id,
+    )
     tally = dict.fromkeys(Action, 0)
     async with open_stores(settings) as stores, new_session(settings) as session:
         reconciler = _Reconciler(
@@ -287,12 +286,24 @@ async def run_reconcile(args: argparse.Namespace, settings: Settings) -> int:
             verdict = await reconciler.reconcile(row)
             tally[verdict.action] += 1
             print(f"{row['id']} {row['method']} ({row['status']}): {verdict.action}: {verdict.why}")
-    prefix = "would " if args.dry_run else ""
-    print(
-        f"{len(rows)} to reconcile: {prefix}commit {tally[Action.COMMIT]}, "
+    print(_summary(len(rows), tally, reconciler, dry_run=args.dry_run), flush=True)
+    return EXIT_BACKEND_MISSING if reconciler.missing or reconciler.unreachable else 0
+
+
+def _summary(
+    count: int, tally: Mapping[Action, int], reconciler: _Reconciler, *, dry_run: bool
+) -> str:
+    """The one line a cron job's log keeps: what was settled, and what could not be."""
+    prefix = "would " if dry_run else ""
+    parts = [
+        f"reconcile: {count} to reconcile: {prefix}commit {tally[Action.COMMIT]}, "
         f"{prefix}refund {tally[Action.REFUND]}, {tally[Action.KEEP]} left as they are"
-    )
-    return 0
+    ]
+    if reconciler.missing:
+        parts.append(f"backends not configured here: {', '.join(sorted(reconciler.missing))}")
+    if reconciler.unreachable:
+        parts.append(f"backends unreachable: {', '.join(sorted(reconciler.unreachable))}")
+    return "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -303,6 +314,9 @@ class _Reconciler:
     pool: asyncpg.Pool
     max_blocks: int
     dry_run: bool
+    # Backends a row needed that are not configured here, or did not answer.
+    missing: set[str] = field(default_factory=set)
+    unreachable: set[str] = field(default_factory=set)
 
     async def reconcile(self, row: asyncpg.Record) -> Verdict:
         """Judge one row and, unless this is a dry run, settle it."""
@@ -311,10 +325,16 @@ class _Reconciler:
             return Verdict(Action.KEEP, candidate)
         config = self.backends.get(candidate.backend)
         if config is None:
-            return Verdict(Action.KEEP, f"backend {candidate.backend!r} is not configured here")
+            self.missing.add(candidate.backend)
+            return Verdict(
+                Action.KEEP,
+                f"backend {candidate.backend!r} is not configured here (give --backend-url and "
+                "--chain-id, or configure it as serve has it)",
+            )
         try:
             chain = await observe(candidate, BackendClient(config, self.session), self.max_blocks)
         except BackendError as exc:
+            self.unreachable.add(candidate.backend)
             return Verdict(Action.KEEP, f"the backend could not tell: {exc}")
         verdict = judge(candidate, chain)
         if verdict.action is Action.KEEP or self.dry_run:

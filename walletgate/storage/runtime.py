@@ -130,9 +130,9 @@ class _CommandTableOnce(AsyncCommandsParser):
 
 
 def connect_redis(url: str, settings: Settings) -> RedisClient:
-    """A Redis client for ``url`` returning bytes, with the short timeouts of
+    """A Redis client for ``url`` returning bytes, with the short command timeout of
     ``settings.redis_timeout``: a slow Redis must make a spend fail fast (and closed),
-    not hang the request.
+    not hang the request. Connecting has its own, longer ``redis_connect_timeout``.
 
     ``redis://``, ``rediss://`` and ``unix://`` connect to one server;
     ``redis+cluster://host:port`` (or ``rediss+cluster://``) to a Redis Cluster, found
@@ -149,7 +149,7 @@ def connect_redis(url: str, settings: Settings) -> RedisClient:
             node_url,
             decode_responses=False,
             socket_timeout=settings.redis_timeout,
-            socket_connect_timeout=settings.redis_timeout,
+            socket_connect_timeout=settings.redis_connect_timeout,
             retry=retry,
         )
         cluster.commands_parser = _CommandTableOnce()
@@ -164,7 +164,7 @@ def connect_redis(url: str, settings: Settings) -> RedisClient:
         url,
         decode_responses=False,
         socket_timeout=settings.redis_timeout,
-        socket_connect_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_connect_timeout,
         retry=retry,
     )
     return client
@@ -190,6 +190,13 @@ async def _require_migrated(pool: asyncpg.Pool) -> None:
         )
 
 
+async def _warm(client: RedisClient, url: str, connections: int) -> None:
+    try:
+        await warm_redis(client, connections)
+    except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
+        raise _unavailable("Redis", url, exc) from None
+
+
 async def _ping_redis(client: RedisClient, url: str) -> None:
     try:
         await client.ping()
@@ -197,12 +204,38 @@ async def _ping_redis(client: RedisClient, url: str) -> None:
         raise _unavailable("Redis", url, exc) from None
 
 
+async def warm_redis(client: RedisClient, connections: int) -> int:
+    """Open ``connections`` pooled connections of ``client`` (per node of a cluster) and
+    put them back in its pool, so the first burst of requests after start finds them
+    open instead of each opening its own at once; returns how many are open."""
+    if connections < 1:
+        return 0
+    if isinstance(client, RedisCluster):
+        # Every command on every node at once: one connection per node per PING.
+        await client.initialize()
+        await asyncio.gather(
+            *(client.ping(target_nodes=RedisCluster.ALL_NODES) for _ in range(connections))
+        )
+        return connections
+    pool = client.connection_pool
+    opened = []
+    try:
+        for _ in range(connections):
+            # Connected (and handshaken) on checkout; a failure raises like a command's.
+            opened.append(await pool.get_connection())  # type: ignore[no-untyped-call]
+    finally:
+        for connection in opened:
+            await pool.release(connection)
+    return len(opened)
+
+
 @asynccontextmanager
-async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
+async def open_stores(settings: Settings, *, warm: bool = False) -> AsyncIterator[Stores]:
     """Open PostgreSQL and Redis for ``settings`` and close them when the block exits.
 
     Embedded mode starts (or joins) the data directory's servers and applies pending
-    migrations. With URLs configured, a database that is unreachable or has pending
+    migrations. ``warm`` (a gateway) also opens its Redis pool's first connections.
+    With URLs configured, a database that is unreachable or has pending
     migrations raises ``StoreUnavailableError``, whose message says what to do.
     """
     async with server_urls(settings) as urls:
@@ -218,6 +251,8 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             client = connect_redis(urls.redis_url, settings)
             try:
                 await _ping_redis(client, urls.redis_url)
+                if warm:
+                    await _warm(client, urls.redis_url, settings.redis_warm_connections)
                 yield Stores(pool, client, urls.database_url, urls.redis_url)
             finally:
                 await client.aclose()

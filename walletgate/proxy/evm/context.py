@@ -7,16 +7,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from walletgate.intents import DecodedRequest, DecodeError, Intent, MethodClass
+from walletgate.proxy.evm.fees import CallsFeeQuote
 
 
 @dataclass(frozen=True, slots=True)
 class CallContext:
-    """The method being decoded, its class, and the chain the backend serves (``None``
-    when the caller does not know it)."""
+    """The method being decoded, its class, the chain the backend serves (``None``
+    when the caller does not know it), and the gateway's fee estimate for the calls of a
+    ``wallet_sendCalls`` request (which carries no fee fields), if it has one."""
 
     method: str
     method_class: MethodClass
     backend_chain_id: int | None
+    calls_fee_quote: CallsFeeQuote | None = None
 
     def positional(self, params: object, count: int) -> list[Any]:
         """``params`` as an array of exactly ``count`` elements, or a DecodeError."""

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from walletgate.intents import DecodedRequest, DecodeError, MethodClass
 from walletgate.proxy.evm.context import CallContext
+from walletgate.proxy.evm.fees import CallsFeeQuote
 from walletgate.proxy.evm.methods import DEFAULT_CLASSIFIER, MethodClassifier
 from walletgate.proxy.evm.rawtx import decode_raw_transaction
 from walletgate.proxy.evm.reads import balance_query
@@ -42,6 +43,7 @@ def decode_call(
     *,
     chain_id: int | None = None,
     classifier: MethodClassifier = DEFAULT_CLASSIFIER,
+    calls_fee_quote: CallsFeeQuote | None = None,
 ) -> DecodedRequest:
     """Decode one call. ``chain_id`` is the chain of the backend it would go to: intents
     of a request that binds no chain (a transaction object without ``chainId``, a
@@ -50,10 +52,13 @@ def decode_call(
 
     Spending and signing methods yield the wallet and intents; other classes yield a
     request with no wallet and no intents (the proxy forwards or denies them by class).
-    Raises :class:`DecodeError` naming the bad part of the params (``params[0].value``).
+    Raises :class:`DecodeError` naming the bad part of the params (``params[0].value``),
+    and its subclass :class:`~walletgate.proxy.evm.fees.MissingFeeFields` for a
+    transaction that leaves its gas or fees to the backend (or a ``wallet_sendCalls``
+    without ``calls_fee_quote``, the gateway's estimate of its calls' fees).
     """
     method_class = classifier.classify(method)
-    context = CallContext(method, method_class, chain_id)
+    context = CallContext(method, method_class, chain_id, calls_fee_quote)
     if method_class not in (MethodClass.SPENDING, MethodClass.SIGNING):
         return DecodedRequest(method, method_class, wallet=None, chain_id=None, intents=())
     decoder = _DECODERS.get(method)

@@ -24,6 +24,7 @@ from rlp.sedes import Binary, CountableList, List, big_endian_int, binary
 from walletgate.intents import DecodedRequest, DecodeError, Delegation, Intent
 from walletgate.proxy.evm.calls import call_intents
 from walletgate.proxy.evm.context import CallContext
+from walletgate.proxy.evm.fees import check_blob_hashes, network_fee
 from walletgate.proxy.evm.hexvalues import read_data
 from walletgate.proxy.evm.signatures import (
     RECOVERY_ERRORS,
@@ -163,6 +164,11 @@ class RawTransaction:
     data: bytes
     tx_hash: str
     authorizations: tuple[tuple[Any, ...], ...] = ()
+    gas: int = 0
+    #: The legacy / 2930 ``gasPrice``, or the ``maxFeePerGas`` of the later types.
+    fee_per_gas: int = 0
+    blob_count: int = 0
+    max_fee_per_blob_gas: int = 0
 
 
 def _check_widths(fields: dict[str, Any], where: str) -> None:
@@ -263,6 +269,7 @@ def parse_raw_transaction(raw: bytes, where: str) -> RawTransaction:
     if tx_type == 3:
         if not fields["blobVersionedHashes"]:
             raise DecodeError("a blob transaction needs at least one blob hash", where=where)
+        check_blob_hashes(fields["blobVersionedHashes"], f"{where}.blobVersionedHashes")
         if sidecar is not None:
             sidecar.check(len(fields["blobVersionedHashes"]), where)
     if tx_type == 0:
@@ -288,6 +295,10 @@ def parse_raw_transaction(raw: bytes, where: str) -> RawTransaction:
         data=fields["data"],
         tx_hash="0x" + keccak(signed).hex(),
         authorizations=authorizations,
+        gas=fields["gas"],
+        fee_per_gas=fields["gasPrice"] if tx_type in (0, 1) else fields["maxFeePerGas"],
+        blob_count=len(fields.get("blobVersionedHashes", ())),
+        max_fee_per_blob_gas=fields.get("maxFeePerBlobGas", 0),
     )
 
 
@@ -321,7 +332,8 @@ def decode_raw_transaction(context: CallContext, params: object) -> DecodedReque
     The request's ``chain_id`` is the signed chain id (``None`` for a pre-EIP-155 legacy
     transaction, whose intents then use the backend's chain); ``wallet`` is the signer.
     Each 7702 authorization becomes a :class:`Delegation` whose wallet is the recovered
-    authority, the account whose code would change.
+    authority, the account whose code would change. The last intent is the signed
+    transaction's :class:`NetworkFee`.
     """
     (raw_hex,) = context.positional(params, 1)
     where = "params[0]"
@@ -341,6 +353,16 @@ def decode_raw_transaction(context: CallContext, params: object) -> DecodedReque
     intents.extend(
         _delegation(entry, chain_id, f"{where}.authorizationList[{index}]")
         for index, entry in enumerate(tx.authorizations)
+    )
+    intents.append(
+        network_fee(
+            chain_id,
+            tx.signer,
+            gas=tx.gas,
+            fee_per_gas=tx.fee_per_gas,
+            blob_count=tx.blob_count,
+            max_fee_per_blob_gas=tx.max_fee_per_blob_gas,
+        )
     )
     return context.request(
         wallet=tx.signer,

@@ -12,6 +12,7 @@ from typing import Any
 from walletgate.intents import DecodedRequest, DecodeError, Intent
 from walletgate.proxy.evm.calls import call_intents
 from walletgate.proxy.evm.context import CallContext
+from walletgate.proxy.evm.fees import calls_fees
 from walletgate.proxy.evm.hexvalues import read_address, read_data, read_quantity
 
 _REQUEST_KEYS = frozenset(
@@ -32,7 +33,12 @@ def _check_keys(value: object, allowed: frozenset[str], what: str, where: str) -
 
 
 def decode_send_calls(context: CallContext, params: object) -> DecodedRequest:
-    """Decode ``[{version, chainId, from, calls: [{to, value, data}], ...}]``."""
+    """Decode ``[{version, chainId, from, calls: [{to, value, data}], ...}]``.
+
+    Each call also costs a :class:`NetworkFee`, estimated by the gateway (the request
+    names no fees): without ``context.calls_fee_quote`` the request raises
+    :class:`~walletgate.proxy.evm.fees.MissingFeeFields` once everything else is checked.
+    """
     (request,) = context.positional(params, 1)
     where = "params[0]"
     request = _check_keys(request, _REQUEST_KEYS, "wallet_sendCalls", where)
@@ -66,4 +72,5 @@ def decode_send_calls(context: CallContext, params: object) -> DecodedRequest:
                 where=at,
             )
         )
+    intents.extend(calls_fees(chain_id, wallet, context.calls_fee_quote, len(calls), where))
     return context.request(wallet=wallet, chain_id=chain_id, intents=tuple(intents))

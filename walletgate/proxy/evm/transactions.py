@@ -13,6 +13,7 @@ from typing import Any
 from walletgate.intents import DecodedRequest, DecodeError, Delegation, Intent
 from walletgate.proxy.evm.calls import call_intents
 from walletgate.proxy.evm.context import CallContext
+from walletgate.proxy.evm.fees import check_blob_hashes, object_fee
 from walletgate.proxy.evm.hexvalues import read_address, read_data, read_quantity
 from walletgate.proxy.evm.signatures import check_authorization_count, recover_authority
 
@@ -57,6 +58,7 @@ class _Fields:
     to: str | None
     data: bytes
     quantities: dict[str, int]
+    blob_count: int = 0
 
 
 def _read_list(value: object, where: str, item: Callable[[Any, str], object]) -> list[object]:
@@ -105,12 +107,15 @@ def _read_fields(tx: object, where: str) -> _Fields:
     }
     if "accessList" in tx:
         _read_list(tx["accessList"], f"{where}.accessList", _read_access_entry)
+    blob_hashes: list[object] = []
     if "blobVersionedHashes" in tx:
-        _read_list(tx["blobVersionedHashes"], f"{where}.blobVersionedHashes", _read_word)
+        blob_where = f"{where}.blobVersionedHashes"
+        blob_hashes = _read_list(tx["blobVersionedHashes"], blob_where, _read_word)
+        check_blob_hashes([bytes(h) for h in blob_hashes if isinstance(h, bytes)], blob_where)
     for name in ("blobs", "commitments", "proofs"):
         if name in tx:
             _read_list(tx[name], f"{where}.{name}", read_data)
-    return _Fields(sender, to, _read_data_field(tx, where), quantities)
+    return _Fields(sender, to, _read_data_field(tx, where), quantities, len(blob_hashes))
 
 
 def _check_consistency(tx: dict[str, Any], fields: _Fields, where: str) -> None:
@@ -122,6 +127,16 @@ def _check_consistency(tx: dict[str, Any], fields: _Fields, where: str) -> None:
         raise DecodeError(
             "gasPrice cannot be combined with maxFeePerGas / maxPriorityFeePerGas",
             where=f"{where}.gasPrice",
+        )
+    # The fee judged must be the fee the node uses: a legacy or 2930 type pays gasPrice,
+    # the later types pay maxFeePerGas.
+    if tx_type in (0, 1) and ("maxFeePerGas" in tx or "maxPriorityFeePerGas" in tx):
+        raise DecodeError(
+            f"type 0x{tx_type} pays gasPrice, not maxFeePerGas", where=f"{where}.maxFeePerGas"
+        )
+    if tx_type is not None and tx_type >= 2 and "gasPrice" in tx:
+        raise DecodeError(
+            f"type 0x{tx_type} pays maxFeePerGas, not gasPrice", where=f"{where}.gasPrice"
         )
     if "authorizationList" in tx:
         if tx_type is not None and tx_type != 4:
@@ -167,7 +182,9 @@ def decode_transaction_object(context: CallContext, params: object) -> DecodedRe
     """Decode ``[tx]`` for eth_sendTransaction / eth_signTransaction.
 
     The request's ``chain_id`` is the declared ``chainId`` (``None`` if absent); intents
-    use it, else the backend's chain.
+    use it, else the backend's chain. The last intent is the transaction's
+    :class:`NetworkFee`; an object without ``gas`` or a fee per gas raises
+    :class:`~walletgate.proxy.evm.fees.MissingFeeFields` once everything else is checked.
     """
     (tx,) = context.positional(params, 1)
     where = "params[0]"
@@ -196,6 +213,11 @@ def decode_transaction_object(context: CallContext, params: object) -> DecodedRe
             _read_authorization(entry, f"{where}.authorizationList[{index}]", chain_id=chain_id)
             for index, entry in enumerate(authorizations)
         )
+    intents.append(
+        object_fee(
+            chain_id, fields.sender, fields.quantities, blob_count=fields.blob_count, where=where
+        )
+    )
     return context.request(
         wallet=fields.sender, chain_id=declared_chain, intents=tuple(intents), nonce=nonce
     )

@@ -15,10 +15,18 @@ so a permit with different fields or names would not verify):
   ``PermitSingle``, ``PermitBatch``, ``PermitTransferFrom``, ``PermitBatchTransferFrom``
   and the witness variants; one approval per token. Typed data for the Permit2 contract
   that is none of these is refused, never judged as a plain message: Permit2 moves
-  tokens and nothing else.
+  tokens and nothing else;
+- NFT permits, Seaport orders, Safe transactions and ERC-7710 delegations
+  (:mod:`~walletgate.proxy.evm.typed_shapes`).
 
-A document is first checked with eth-account's ``encode_typed_data``, so only data that
-would actually be signed is judged, and the permit fields are then read more strictly
+Anything else is a :class:`MessageSignature` carrying its domain and message, for the
+signing allowlist's typed-data entries to match. A recognised shape whose domain binds no
+chain comes with such a signature too, marked with its standard (see
+:func:`typed_data_intents`).
+
+A document is first checked with eth-account's ``encode_typed_data``
+(:mod:`~walletgate.proxy.evm.typed_document`), so only data that would actually be
+signed is judged, and the permit fields are then read more strictly
 than eth-account coerces them (no "1_000" or " 5" for a number, only true/false for a
 bool): anything looser is a DecodeError, never a different number.
 """
@@ -28,15 +36,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi.exceptions import EncodingError, ParseError, PredicateMappingError
-from eth_account.messages import encode_typed_data
-from eth_utils import ValidationError
-
 from walletgate.intents import MAX_UINT256, DecodeError, Intent, MessageSignature, TokenTransfer
 from walletgate.proxy.evm.context import CallContext
 from walletgate.proxy.evm.erc20 import TokenCallContext, approval
 from walletgate.proxy.evm.hexvalues import read_address, read_uint
-from walletgate.proxy.jsonrpc import RequestError, loads_strict
+from walletgate.proxy.evm.typed_document import TypedData, parse_typed_data
+from walletgate.proxy.evm.typed_shapes import ShapeContext, recognise
+from walletgate.proxy.evm.typed_values import message_struct, type_string
+
+__all__ = ["PERMIT2_ADDRESS", "TypedData", "parse_typed_data", "typed_data_intents"]
 
 PERMIT2_ADDRESS = "0x000000000022d473030f116ddee9f6b43ac78ba3"
 
@@ -116,112 +124,6 @@ _PERMIT2_LAYOUTS["PermitBatchWitnessTransferFrom"] = _PERMIT2_LAYOUTS["PermitBat
 _PERMIT2_STRUCTS = {"PermitDetails": _PERMIT_DETAILS, "TokenPermissions": _TOKEN_PERMISSIONS}
 _PERMIT2_WITNESS_TYPES = frozenset({"PermitWitnessTransferFrom", "PermitBatchWitnessTransferFrom"})
 
-_DOCUMENT_KEYS = frozenset({"types", "primaryType", "domain", "message"})
-#: eth-account re-derives a type's encoding for every struct value it hashes, so its cost
-#: grows as struct values x types: without bounds a 600 kB request buys seconds of CPU.
-#: Real permits and orders stay far below these (a 100-token Permit2 batch: 101 x 3).
-MAX_TYPES = 64
-MAX_STRUCT_VALUES = 512
-#: What eth-account raises for data it cannot encode.
-_ENCODING_ERRORS = (
-    ValueError,
-    TypeError,
-    KeyError,
-    IndexError,
-    AttributeError,
-    OverflowError,
-    EncodingError,
-    ParseError,  # eth-abi's type grammar: "PermitDetails[[]" (not a ValueError)
-    PredicateMappingError,  # eth-abi's registry, for type strings it has no coder for
-    ValidationError,
-    RecursionError,
-)
-
-
-@dataclass(frozen=True, slots=True)
-class TypedData:
-    """A structurally valid EIP-712 document that eth-account can encode."""
-
-    types: dict[str, tuple[Field, ...]]
-    primary_type: str
-    domain: dict[str, Any]
-    message: dict[str, Any]
-
-
-def _read_types(value: object, where: str) -> dict[str, tuple[Field, ...]]:
-    if not isinstance(value, dict):
-        raise DecodeError("types must be an object", where=where)
-    types: dict[str, tuple[Field, ...]] = {}
-    for name, fields in value.items():
-        if not isinstance(fields, list):
-            raise DecodeError("must be an array of {name, type}", where=f"{where}.{name}")
-        parsed: list[Field] = []
-        for index, field in enumerate(fields):
-            if (
-                not isinstance(field, dict)
-                or set(field) != {"name", "type"}
-                or not isinstance(field["name"], str)
-                or not isinstance(field["type"], str)
-            ):
-                raise DecodeError(
-                    "must be {name: string, type: string}", where=f"{where}.{name}[{index}]"
-                )
-            parsed.append((field["name"], field["type"]))
-        types[name] = tuple(parsed)
-    return types
-
-
-def _check_size(types: dict[str, tuple[Field, ...]], message: dict[str, Any], where: str) -> None:
-    if len(types) > MAX_TYPES:
-        raise DecodeError(
-            f"typed data declares {len(types)} types; the limit is {MAX_TYPES}",
-            where=f"{where}.types",
-        )
-    objects, stack = 0, [message]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            objects += 1
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    if objects > MAX_STRUCT_VALUES:
-        raise DecodeError(
-            f"typed data message holds {objects} objects; the limit is {MAX_STRUCT_VALUES}",
-            where=f"{where}.message",
-        )
-
-
-def parse_typed_data(value: object, where: str) -> TypedData:
-    """Read typed data given as an object or a JSON string (parsed strictly: duplicate
-    keys are refused) and check that eth-account can encode it."""
-    if isinstance(value, str):
-        try:
-            value = loads_strict(value)
-        except RequestError as exc:
-            raise DecodeError(f"typed data string: {exc.message}", where=where) from None
-    if not isinstance(value, dict):
-        raise DecodeError("typed data must be an object or a JSON string", where=where)
-    missing = sorted(_DOCUMENT_KEYS - set(value))
-    if missing:
-        raise DecodeError(f"typed data is missing {missing[0]!r}", where=where)
-    unknown = sorted(set(value) - _DOCUMENT_KEYS)
-    if unknown:
-        raise DecodeError(f"unknown typed data member {unknown[0]!r}", where=where)
-    types = _read_types(value["types"], f"{where}.types")
-    primary_type = value["primaryType"]
-    if not isinstance(primary_type, str) or primary_type not in types:
-        raise DecodeError("primaryType must name a type in types", where=f"{where}.primaryType")
-    for key in ("domain", "message"):
-        if not isinstance(value[key], dict):
-            raise DecodeError(f"{key} must be an object", where=f"{where}.{key}")
-    _check_size(types, value["message"], where)
-    try:
-        encode_typed_data(full_message=value)
-    except _ENCODING_ERRORS as exc:
-        raise DecodeError(f"typed data does not encode: {exc}", where=where) from None
-    return TypedData(types, primary_type, value["domain"], value["message"])
-
 
 def _member(struct: object, name: str, where: str) -> Any:
     if not isinstance(struct, dict) or name not in struct:
@@ -233,6 +135,7 @@ def _member(struct: object, name: str, where: str) -> Any:
 class _Domain:
     chain_id: int | None
     verifying_contract: str | None
+    name: str | None = None
 
 
 def _read_domain(domain: dict[str, Any], where: str) -> _Domain:
@@ -242,7 +145,10 @@ def _read_domain(domain: dict[str, Any], where: str) -> _Domain:
     contract = None
     if domain.get("verifyingContract") is not None:
         contract = read_address(domain["verifyingContract"], f"{where}.verifyingContract")
-    return _Domain(chain_id, contract)
+    name = domain.get("name")
+    if name is not None and not isinstance(name, str):
+        raise DecodeError("name must be a string", where=f"{where}.name")
+    return _Domain(chain_id, contract, name)
 
 
 def _erc2612_intents(
@@ -362,28 +268,77 @@ def typed_data_intents(
     context: CallContext, data: TypedData, signer: str, where: str
 ) -> tuple[int | None, tuple[Intent, ...]]:
     """The chain the signature binds (``domain.chainId``) and its intents: approvals for
-    a recognised permit, a transfer for an EIP-3009 authorization, else one
-    :class:`MessageSignature`. Typed data for the Permit2 contract that is not a
-    recognised Permit2 permit is a DecodeError."""
+    a recognised permit, a transfer for an EIP-3009 authorization, the intents of a
+    shape of :mod:`~walletgate.proxy.evm.typed_shapes` (NFT permits, Seaport orders,
+    Safe transactions), else one :class:`MessageSignature` (marked for an ERC-7710
+    delegation). Typed data for the Permit2 contract that is not a recognised Permit2
+    permit is a DecodeError.
+
+    A recognised permit, authorization or order whose domain has no ``chainId`` is valid
+    on every chain the contract lives on: its intents come with a
+    :class:`MessageSignature` marked with the standard, which only a typed-data entry
+    that allows a missing chain id admits."""
     domain = _read_domain(data.domain, f"{where}.domain")
+    standard, intents = _standard_intents(context, data, domain, signer, where)
+    if standard is None:
+        return domain.chain_id, (_signature(context, data, domain, signer, None, where),)
+    if domain.chain_id is None and not any(isinstance(i, MessageSignature) for i in intents):
+        unbound = _signature(context, data, domain, signer, standard, where)
+        return None, (*intents, unbound)
+    return domain.chain_id, intents
+
+
+def _standard_intents(
+    context: CallContext, data: TypedData, domain: _Domain, signer: str, where: str
+) -> tuple[str | None, tuple[Intent, ...]]:
+    """(the recognised standard, its intents), or (``None``, ()) for any other document."""
     fields = data.types[data.primary_type]
     if domain.verifying_contract == PERMIT2_ADDRESS:
         permit2 = _permit2_layout(data, where)
         token_context = _token_context(context, domain, signer, "a permit", where)
-        return domain.chain_id, _permit2_intents(data, *permit2, token_context, where)
+        return "permit2", _permit2_intents(data, *permit2, token_context, where)
     if data.primary_type == "Permit" and fields in (_EIP2612_PERMIT, _DAI_PERMIT):
         owner_field = "owner" if fields == _EIP2612_PERMIT else "holder"
         token_context = _token_context(context, domain, signer, "a permit", where)
-        return domain.chain_id, _erc2612_intents(data, signer, owner_field, token_context, where)
+        standard = "eip2612-permit" if owner_field == "owner" else "dai-permit"
+        return standard, _erc2612_intents(data, signer, owner_field, token_context, where)
     if data.primary_type in _EIP3009_PRIMARY_TYPES and fields == _EIP3009_AUTHORIZATION:
         what = f"an EIP-3009 {data.primary_type}"
         token_context = _token_context(context, domain, signer, what, where)
-        return domain.chain_id, _eip3009_intents(data, signer, token_context, where)
-    signature = MessageSignature(
+        return "eip3009-authorization", _eip3009_intents(data, signer, token_context, where)
+    shape = recognise(data.types, data.primary_type)
+    if shape is None:
+        return None, ()
+    standard, decoder = shape
+    if decoder is None:  # it authorizes, moves nothing walletgate can count
+        return standard, (_signature(context, data, domain, signer, standard, where),)
+    shape_context = ShapeContext(
+        context.intent_chain(domain.chain_id, f"{where}.domain.chainId"),
+        signer,
+        domain.verifying_contract,
+        where,
+    )
+    message = message_struct(data.types, data.primary_type, data.message, where)
+    return standard, decoder(shape_context, message)
+
+
+def _signature(
+    context: CallContext,
+    data: TypedData,
+    domain: _Domain,
+    signer: str,
+    standard: str | None,
+    where: str,
+) -> MessageSignature:
+    """The document as a message signature, with its message for typed-data entries."""
+    return MessageSignature(
         wallet=signer,
         method=context.method,
         primary_type=data.primary_type,
         verifying_contract=domain.verifying_contract,
         chain_id=domain.chain_id,
+        domain_name=domain.name,
+        message=message_struct(data.types, data.primary_type, data.message, where),
+        standard=standard,
+        encoded_type=type_string(data.types, data.primary_type),
     )
-    return domain.chain_id, (signature,)

@@ -9,8 +9,13 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from walletgate.config.durations import parse_duration
 from walletgate.config.settings import Settings, SettingsError
+from walletgate.service.actor import actor_of
+from walletgate.service.settlement import Outcome, settle_by_hand
 from walletgate.storage.audit import TxFilter, list_transactions
+from walletgate.storage.counters import Counters
+from walletgate.storage.rebuild import PostgresClaimHistory
 from walletgate.storage.runtime import open_stores
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
@@ -73,4 +78,36 @@ async def run_tx_list(args: argparse.Namespace, settings: Settings) -> int:
             print(_row_text(row))
     if not rows:
         print("no transactions match", file=sys.stderr)
+    return 0
+
+
+async def run_tx_settle(args: argparse.Namespace, settings: Settings) -> int:
+    """Settle an ``unknown`` (or stale ``pending``) spend by hand, as the operator says."""
+    try:
+        stale = timedelta(seconds=parse_duration(args.pending_older_than))
+    except ValueError as exc:
+        raise SettingsError(f"--pending-older-than: {exc}") from None
+    outcome = Outcome(args.outcome)
+    if args.tx_hash and outcome is not Outcome.COMMITTED:
+        raise SettingsError("--tx-hash goes with --committed")
+    async with open_stores(settings) as stores:
+        done = await settle_by_hand(
+            stores.pool,
+            Counters(stores.redis, PostgresClaimHistory(stores.pool)),
+            args.spend_id,
+            outcome,
+            reason=args.reason,
+            actor=actor_of(settings),
+            pending_older_than=stale,
+            tx_hash=args.tx_hash,
+        )
+    effect = (
+        "its amount stays counted"
+        if outcome is Outcome.COMMITTED
+        else "its amount is taken back from the counters"
+    )
+    print(
+        f"Settled spend {done.spend_id} ({done.previous_status}) as {done.outcome} "
+        f"by {done.actor}: {effect}."
+    )
     return 0

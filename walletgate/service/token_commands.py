@@ -7,11 +7,11 @@ prints their one-line message and exits 1.
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from datetime import datetime
 
 from walletgate.config.settings import Settings
+from walletgate.service.actor import actor_of
 from walletgate.storage.cache import CacheUnavailable, publish_state
 from walletgate.storage.runtime import open_stores
 from walletgate.storage.tokens import (
@@ -24,18 +24,15 @@ from walletgate.storage.tokens import (
 )
 
 
-def actor_of(settings: Settings) -> str:
-    """Who is acting, for ``created_by`` / ``revoked_by``: the setting, else the OS user."""
-    if settings.actor:
-        return settings.actor
-    try:
-        return getpass.getuser()
-    except OSError:  # no user name in a bare container
-        return "unknown"
+def gateway_url(settings: Settings, url: str | None = None) -> str:
+    """The URL agents reach the gateway at: ``url`` if given (a load balancer, TLS in
+    front), else the configured host and port (``host``/``port`` settings)."""
+    if url:
+        return url.rstrip("/")
+    return f"http://{settings.host}:{settings.port}"
 
 
-def _issued_text(issued: IssuedToken, settings: Settings) -> str:
-    base = f"http://{settings.host}:{settings.port}"
+def _issued_text(issued: IssuedToken, base: str) -> str:
     return "\n".join(
         [
             f"Issued token {issued.prefix} (id {issued.token_id}) for agent {issued.agent_id!r}.",
@@ -55,7 +52,7 @@ async def run_issue(args: argparse.Namespace, settings: Settings) -> int:
     """Issue a token for ``args.agent`` and print it once, with how to use it."""
     async with open_stores(settings) as stores:
         issued = await issue_token(stores.pool, args.agent, actor=actor_of(settings))
-    print(_issued_text(issued, settings))
+    print(_issued_text(issued, gateway_url(settings, getattr(args, "url", None))))
     return 0
 
 

@@ -16,10 +16,10 @@ import asyncpg
 
 from walletgate.config.settings import Settings
 from walletgate.policies.model import Freeze, describe_frozen
+from walletgate.service.actor import actor_of
 from walletgate.storage.cache import CacheUnavailable, publish_state
 from walletgate.storage.freezes import FreezeChange, freeze, list_freezes, unfreeze
 from walletgate.storage.runtime import Stores, open_stores
-from walletgate.storage.token_commands import actor_of
 
 
 def _target(args: argparse.Namespace) -> tuple[str, str | None]:
