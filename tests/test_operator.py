@@ -19,6 +19,7 @@ from tests.support.devnet import Devnet
 from tests.support.fleet import Fleet, StallingBackend
 from tests.support.gateway import walletgate_cli
 from tests.support.spender_fleet import (
+    WALLET,
     document,
     fresh_recipient,
     stalling_fleet_fixtures,
@@ -41,12 +42,17 @@ async def cli(fleet: Fleet, *args: str, **env: str) -> Any:
     return await asyncio.to_thread(walletgate_cli, list(args), {**fleet.env, **env}, check=False)
 
 
-async def unknown_spend(fleet: Fleet, stalling: StallingBackend, mode: str, rule: str) -> str:
-    """A spend left ``unknown`` (``mode`` "drop": never sent; "cut": mined, answer lost);
-    returns its id. A second one of the same size is refused by the cap meanwhile."""
-    recipient = fresh_recipient()
+async def unknown_spend(
+    fleet: Fleet, stalling: StallingBackend, mode: str, rule: str, nonce: int | None = None
+) -> str:
+    """A spend left ``unknown`` (``mode`` "drop": never sent; "cut": mined, answer lost),
+    with an explicit ``nonce`` if given; returns its id. A second one of the same size is
+    refused by the cap meanwhile."""
+    params = spend(fresh_recipient())
+    if nonce is not None:
+        params[0]["nonce"] = hex(nonce)
     stalling.mode = mode
-    reply = await fleet.rpc(0, "eth_sendTransaction", spend(recipient))
+    reply = await fleet.rpc(0, "eth_sendTransaction", params)
     assert reply["error"]["data"]["reason"] == "backend_unknown"
     stalling.mode = "forward"
     ((row,),) = await fleet.rows(
@@ -107,13 +113,19 @@ async def test_settle_refuses_what_it_cannot_settle(fleet: Fleet) -> None:
         fleet, "tx", "settle", "0" * 8 + "-0000-0000-0000-" + "0" * 12, "--refunded"
     )
     assert no_reason.returncode == 2  # argparse: --reason is required
+    bad_hash = await cli(
+        fleet, "tx", "settle", "x", "--committed", "--reason", "r", "--tx-hash", "0x12"
+    )
+    assert bad_hash.returncode == 2 and "expected 0x and 64 hex digits" in bad_hash.stderr
 
 
 async def test_reconcile_from_cron_fails_loudly_without_its_backend(
     fleet: Fleet, devnet: Devnet, stalling: StallingBackend, tmp_path: Path
 ) -> None:
     fleet.apply(document(devnet.chain_id, "cron", CAP))
-    spend_id = await unknown_spend(fleet, stalling, "drop", "cron")
+    # With a nonce, so reconcile must ask the backend about it (the sender's nonce).
+    nonce = int(await devnet.rpc("eth_getTransactionCount", [WALLET, "pending"]), 16)
+    spend_id = await unknown_spend(fleet, stalling, "drop", "cron", nonce)
     no_backend = {"WALLETGATE_BACKEND_URL": "", "WALLETGATE_CHAIN_ID": ""}
     missing = await cli(fleet, "reconcile", **no_backend)
     assert missing.returncode == 3

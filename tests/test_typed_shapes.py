@@ -90,7 +90,7 @@ def test_erc4494_permit_is_an_approval_of_one_token() -> None:
     decoded = sign(nft_permit(COLLECTION, SPENDER, 7))
     assert decoded.chain_id == CHAIN_ID
     assert decoded.intents == (
-        NftApproval(CHAIN_ID, WALLET, COLLECTION, SPENDER, 7, True, "permit"),
+        NftApproval(CHAIN_ID, WALLET, COLLECTION, SPENDER, 7, True, "erc721.permit"),
     )
 
 

@@ -29,6 +29,8 @@ from walletgate.config.document_errors import KeyPath, Problem
 from walletgate.config.signatures import AbiType, Param, Signature, SignatureError, parse_signature
 from walletgate.intents import InvalidAddress
 from walletgate.policies.method_rules import MethodRule, RecipientPath, Step
+from walletgate.proxy.evm.erc20 import TOKEN_SELECTORS
+from walletgate.proxy.evm.nft import NFT_SELECTORS
 from walletgate.proxy.evm.wrappers import WRAPPER_SELECTORS
 
 ANY_METHOD = "*"
@@ -121,9 +123,29 @@ def method_problems(rule: Mapping[str, Any], path: KeyPath) -> Iterator[Problem]
             if isinstance(entry, Mapping):
                 where: KeyPath = (*path, "contracts", number, "methods", index)
                 try:
-                    compile_method("0x" + "00" * 20, entry, lists)
+                    method = compile_method("0x" + "00" * 20, entry, lists)
                 except ConditionError as exc:
                     yield Problem((*where, *exc.path), exc.message)
+                    continue
+                if method.selector in ASSET_SELECTORS and set(entry) & _CHECKS:
+                    yield Problem(where, _asset_method_message(method.signature))
+
+
+#: The keys of a method object that judge a call (an object with none is a plain entry).
+_CHECKS = frozenset({"conditions", "recipients", "max_value"})
+#: Selectors walletgate decodes as token or NFT operations on any contract: such a call
+#: is a transfer or approval judged by the asset rules, never a contract call, so a
+#: method entry's checks would never see it.
+ASSET_SELECTORS = TOKEN_SELECTORS | NFT_SELECTORS
+
+
+def _asset_method_message(signature: str) -> str:
+    return (
+        f"{signature} is read as a token or NFT transfer or approval, which the asset "
+        "rules judge (per_tx_cap, cumulative_cap, approval_limit, asset_allowlist, the "
+        "destination lists), not contract_allowlist: its conditions, recipients and "
+        "max_value would never apply. Bound it with those rules instead"
+    )
 
 
 def canonical_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -164,9 +186,10 @@ def _list_names(node: Any) -> dict[str, frozenset[str]]:
 
 
 def method_warnings(rule: Mapping[str, Any], path: KeyPath) -> Iterator[Problem]:
-    """A warning for each method listed without conditions whose address or amount (uint)
-    arguments nothing constrains (recipients count as constrained: the destination lists
-    judge them). Wrapper methods are exempt: their inner calls are judged one by one."""
+    """A warning for each method listed without conditions whose address, amount (uint)
+    or ``bytes`` (calldata it may run) arguments nothing constrains (recipients count as
+    constrained: the destination lists judge them). Wrapper methods are exempt: their
+    inner calls are judged one by one."""
     for number, contract in enumerate(rule["contracts"]):
         for index, entry in enumerate(contract.get("methods", [])):
             where: KeyPath = (*path, "contracts", number, "methods", index)
@@ -184,7 +207,9 @@ def method_warnings(rule: Mapping[str, Any], path: KeyPath) -> Iterator[Problem]
             loose = [
                 label
                 for label, abi_type in _leaves(signature.params, "")
-                if abi_type.base in ("address", "uint") and label not in marked
+                # Dynamic bytes may be calldata the contract runs (execute(bytes)).
+                if (abi_type.base in ("address", "uint") or abi_type.canonical == "bytes")
+                and label not in marked
             ]
             if loose:
                 yield Problem(

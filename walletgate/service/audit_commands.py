@@ -20,6 +20,7 @@ from walletgate.storage.runtime import open_stores
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_TX_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
 
 
 def parse_time(text: str, *, now: datetime) -> datetime:
@@ -90,6 +91,8 @@ async def run_tx_settle(args: argparse.Namespace, settings: Settings) -> int:
     outcome = Outcome(args.outcome)
     if args.tx_hash and outcome is not Outcome.COMMITTED:
         raise SettingsError("--tx-hash goes with --committed")
+    if args.tx_hash and not _TX_HASH.match(args.tx_hash):
+        raise SettingsError(f"--tx-hash {args.tx_hash!r}: expected 0x and 64 hex digits")
     async with open_stores(settings) as stores:
         done = await settle_by_hand(
             stores.pool,

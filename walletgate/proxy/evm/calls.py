@@ -3,6 +3,8 @@ transactions and EIP-5792 batched calls, so each shape is judged the same way.""
 
 from __future__ import annotations
 
+import dataclasses
+
 import rlp
 from eth_utils import keccak
 
@@ -63,7 +65,7 @@ def call_intents(
         return (creation, NativeTransfer(chain_id, wallet, create_address(wallet, nonce), value))
     if not data:
         return (NativeTransfer(chain_id, wallet, to, value),)
-    inner_calls = unwrap(data, f"{where}.data")
+    inner_calls = unwrap(data, f"{where}.data", to)
     if inner_calls is not None:
         wrapper = ContractCall(chain_id, wallet, to, "0x" + data[:4].hex(), len(data), data, value)
         return _wrapper_intents(wrapper, inner_calls, depth=depth, where=f"{where}.data")
@@ -101,7 +103,7 @@ def _wrapper_intents(
         )
     intents.append(wrapper)
     for number, call in enumerate(inner_calls):
-        intents += call_intents(
+        inner = call_intents(
             chain_id=wrapper.chain_id,
             wallet=wrapper.wallet,
             to=call.to,
@@ -111,4 +113,15 @@ def _wrapper_intents(
             where=f"{where}.calls[{number}]",
             depth=depth + 1,
         )
+        if call.delegated and wrapper.value > 0:
+            inner = tuple(_seeing_value(intent, wrapper) for intent in inner)
+        intents += inner
     return tuple(intents)
+
+
+def _seeing_value(intent: Intent, wrapper: ContractCall) -> Intent:
+    """A self-multicall element's call as its method sees it: with the wrapper's whole
+    ``msg.value`` (for ``max_value``), which is counted once, as sent to the wrapper."""
+    if isinstance(intent, ContractCall) and intent.contract == wrapper.contract:
+        return dataclasses.replace(intent, value=max(intent.value, wrapper.value))
+    return intent

@@ -137,6 +137,9 @@ _FUNCTIONS = (
     _TokenFunction("approveAndCall", (*_TRANSFER, "bytes"), _approve_and_call),
 )
 _BY_SELECTOR = {function.selector: function for function in _FUNCTIONS}
+#: The selectors this module decodes (``0x`` + 8 hex digits): calls with them are token
+#: intents, judged by the asset rules, never contract calls a method entry could judge.
+TOKEN_SELECTORS = frozenset("0x" + selector.hex() for selector in _BY_SELECTOR)
 
 
 def decode_token_call(data: bytes, context: TokenCallContext, where: str) -> TokenIntent | None:

@@ -97,8 +97,10 @@ def _address(message: TypedStruct, name: str) -> str:
 def _nft_permit(context: ShapeContext, message: TypedStruct) -> tuple[Intent, ...]:
     collection = context.contract("an ERC-4494 permit")
     spender, token_id = _address(message, "spender"), _uint(message, "tokenId")
+    # ERC-4494 is an ERC-721 extension: the standard in ``via`` lets the evaluator refuse
+    # it on an ERC-1155 collection, where "one token id" may be any number of tokens.
     approval = NftApproval(
-        context.chain_id, context.wallet, collection, spender, token_id, True, "permit"
+        context.chain_id, context.wallet, collection, spender, token_id, True, "erc721.permit"
     )
     return (approval,)
 

@@ -7,6 +7,11 @@ so walletgate does not care who deployed it):
   ``tryAggregate(bool,(address,bytes)[])``, ``blockAndAggregate((address,bytes)[])``,
   ``tryBlockAndAggregate(bool,(address,bytes)[])``, ``aggregate3((address,bool,bytes)[])``
   and ``aggregate3Value((address,bool,uint256,bytes)[])`` (whose inner calls carry value);
+- self-multicalls (OpenZeppelin ``Multicall``, Uniswap routers and position managers):
+  ``multicall(bytes[])``, ``multicall(uint256,bytes[])`` (a deadline) and
+  ``multicall(bytes32,bytes[])`` (a previous block hash). Each element is calldata the
+  contract delegatecalls to itself: a call to the same contract, from the same sender,
+  that sees the whole ``msg.value`` (``InnerCall.delegated``);
 - Safe ``multiSend(bytes)``: a packed list of (operation uint8, to address, value uint256,
   data length uint256, data). Operation 1 (delegatecall) runs the target's code *as the
   caller*, with its balance and approvals: what it does cannot be judged from the
@@ -46,6 +51,9 @@ class InnerCall:
     to: str
     value: int
     data: bytes
+    #: A self-multicall element: the contract runs it on itself by delegatecall, so it
+    #: sends nothing of its own (``value`` is 0) but sees the wrapper's whole msg.value.
+    delegated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +93,21 @@ _AGGREGATES = {
     )
 }
 _MULTISEND = _selector("multiSend(bytes)")
+#: Self-multicall selector -> its argument types (the calls, ``bytes[]``, come last).
+_SELF_MULTICALLS = {
+    _selector(f"multicall({','.join(types)})"): types
+    for types in (("bytes[]",), ("uint256", "bytes[]"), ("bytes32", "bytes[]"))
+}
 
 #: The selectors of every wrapper method, as ``0x`` + 8 hex digits.
-WRAPPER_SELECTORS = frozenset("0x" + selector.hex() for selector in (*_AGGREGATES, _MULTISEND))
+WRAPPER_SELECTORS = frozenset(
+    "0x" + selector.hex() for selector in (*_AGGREGATES, _MULTISEND, *_SELF_MULTICALLS)
+)
 
 
-def unwrap(data: bytes, where: str) -> tuple[InnerCall, ...] | None:
-    """The inner calls of wrapper calldata, or ``None`` when ``data`` is not a wrapper call.
+def unwrap(data: bytes, where: str, contract: str) -> tuple[InnerCall, ...] | None:
+    """The inner calls of wrapper calldata sent to ``contract`` (canonical), or ``None``
+    when ``data`` is not a wrapper call.
 
     Raises :class:`DecodeError` (at ``where``) when it is a wrapper call that does not
     decode, or makes a delegatecall.
@@ -103,6 +119,11 @@ def unwrap(data: bytes, where: str) -> tuple[InnerCall, ...] | None:
     if selector == _MULTISEND:
         (payload,) = _strict_decode(["bytes"], data[4:], "multiSend(bytes)", where)
         return _multisend_calls(payload, where)
+    types = _SELF_MULTICALLS.get(selector)
+    if types is not None:
+        signature = f"multicall({','.join(types)})"
+        calls = _strict_decode(list(types), data[4:], signature, where)[-1]
+        return tuple(InnerCall(contract, 0, bytes(call), delegated=True) for call in calls)
     return None
 
 
