@@ -22,7 +22,7 @@ from walletgate.config.documents import (
     normalize_document,
     parse_document,
 )
-from walletgate.config.policy_commands import run_apply, run_export, run_plan
+from walletgate.service.policy_commands import run_apply, run_export, run_plan
 from walletgate.config.settings import Settings
 from walletgate.storage.cache_keys import STATE_VERSION_KEY
 from walletgate.storage.policy_repo import ApplyError, apply, load_document, plan

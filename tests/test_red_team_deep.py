@@ -13,15 +13,23 @@ from typing import Any
 
 import pytest
 
+from tests.support.typed_shapes import ERC721, item, order_components
+from tests.support.typed_shapes import document as typed_document
 from tests.test_red_team_value import CHAIN, NOW, WALLET, calldata, send
 from walletgate.config.document_errors import DocumentInvalid
-from walletgate.config.documents import compile_document
+from walletgate.config.documents import (
+    compile_document,
+    export_document,
+    normalize_document,
+    parse_document,
+)
 from walletgate.intents import DecodeError
 from walletgate.policies.decision import Outcome
 from walletgate.policies.evaluator import evaluate
 from walletgate.policies.model import PolicySet
 from walletgate.policies.request import SpendRequest
 from walletgate.proxy.evm.decode import decode_call
+from walletgate.proxy.evm.seaport import ORDER_TYPE_1_0
 
 ETH = 10**18
 D1 = "0x" + "d1" * 20
@@ -32,6 +40,7 @@ PUNKS = "0x" + "4f" * 20
 ITEMS = "0x" + "4e" * 20
 ROUTER = "0x" + "88" * 20
 TOKEN = "0x" + "70" * 20
+SEAPORT_1_0 = "0x00000000006c3852cbef3e08e8df289169ede581"
 PRICE = {"price_usd": "3000", "price_as_of": "2026-12-01T00:00:00Z", "price_max_age": "30d"}
 ROUTER_METHODS: list[Any] = [
     {"signature": "payTo(address recipient)", "recipients": ["recipient"], "max_value": "0.05"},
@@ -236,3 +245,39 @@ def test_an_erc4494_permit_on_an_erc1155_collection_is_refused() -> None:
     # would understate what the spender may take.
     assert outcome("eth_signTypedData_v4", nft_permit(ITEMS)) is not ALLOWED
     assert outcome("eth_signTypedData_v4", nft_permit(PUNKS)) is ALLOWED
+
+
+# -- typed data: a Seaport 1.0 order (counter named nonce) is still an order -------------
+
+
+def seaport_1_0_order(offer: list[dict[str, Any]]) -> list[Any]:
+    message = order_components(WALLET, offer)
+    message["nonce"] = message.pop("counter")
+    order = typed_document(
+        ORDER_TYPE_1_0, "OrderComponents", message, contract=SEAPORT_1_0, name="Seaport"
+    )
+    return [WALLET, json.dumps(order)]
+
+
+def test_a_seaport_1_0_order_is_judged_by_what_it_offers() -> None:
+    # Under the loud opt-out every undecoded document may be signed: a Seaport 1.0 order
+    # (its contract still fills orders) must not be "undecoded".
+    document = copy.deepcopy(DOCUMENT)
+    signing = next(r for r in document["policies"][1]["rules"] if r["id"] == "signing")
+    signing["allow_any_typed_data_unsafe"] = True
+    policies = compile_document(document, version=1)
+    punk = item(ERC721, PUNKS, 1, 1)
+    assert outcome("eth_signTypedData_v4", seaport_1_0_order([punk]), policies) is not ALLOWED
+    assert outcome("eth_signTypedData_v4", seaport_1_0_order([]), policies) is ALLOWED
+
+
+def test_an_exported_typed_data_entry_keeps_an_empty_domain_name() -> None:
+    # name: "" admits only documents whose domain name is empty; an export that dropped
+    # it would, once applied again, admit every name.
+    document = copy.deepcopy(DOCUMENT)
+    signing = next(r for r in document["policies"][1]["rules"] if r["id"] == "signing")
+    entry = {"verifying_contract": ROUTER, "chain_id": CHAIN, "primary_type": "Mail", "name": ""}
+    signing["typed_data"] = [entry]
+    canonical = normalize_document(document)
+    reread = normalize_document(parse_document(export_document(canonical), "export.yaml"))
+    assert reread == canonical

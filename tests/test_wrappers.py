@@ -78,7 +78,7 @@ EXPECTED = (InnerCall(A, 0, b""), InnerCall(B, 0, TRANSFER))
 )
 def test_every_wrapper_shape_unwraps(data: bytes) -> None:
     assert "0x" + data[:4].hex() in WRAPPER_SELECTORS
-    assert unwrap(data, "params[0].data") == EXPECTED
+    assert unwrap(data, "params[0].data", WRAPPER) == EXPECTED
 
 
 def test_aggregate3value_and_multisend_carry_values() -> None:
@@ -87,14 +87,14 @@ def test_aggregate3value_and_multisend_carry_values() -> None:
         ["(address,bool,uint256,bytes)[]"],
         [[(A, False, 5, b""), (B, False, 6, b"\x01\x02")]],
     )
-    assert unwrap(data, "") == (InnerCall(A, 5, b""), InnerCall(B, 6, b"\x01\x02"))
+    assert unwrap(data, "", WRAPPER) == (InnerCall(A, 5, b""), InnerCall(B, 6, b"\x01\x02"))
     data = multisend((0, A, 5, b""), (0, B, 2**255, b"\x01"))
-    assert unwrap(data, "") == (InnerCall(A, 5, b""), InnerCall(B, 2**255, b"\x01"))
+    assert unwrap(data, "", WRAPPER) == (InnerCall(A, 5, b""), InnerCall(B, 2**255, b"\x01"))
 
 
 def test_other_calldata_is_not_a_wrapper() -> None:
-    assert unwrap(TRANSFER, "") is None
-    assert unwrap(b"\x25\x2d", "") is None
+    assert unwrap(TRANSFER, "", WRAPPER) is None
+    assert unwrap(b"\x25\x2d", "", WRAPPER) is None
 
 
 AGGREGATE3 = call(

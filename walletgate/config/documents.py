@@ -140,10 +140,13 @@ def _tidy(value: Any) -> Any:
     if isinstance(value, list):
         return [_tidy(item) for item in value]
     if isinstance(value, dict):
+        # A typed_data entry's name has no default: "" requires an empty domain name,
+        # and leaving it out would admit every name.
+        defaults_empty = ("description",) if "primary_type" in value else ("name", "description")
         return {
             key: _tidy(item)
             for key, item in value.items()
-            if not (key in ("name", "description") and item == "")
+            if not (key in defaults_empty and item == "")
             and not (key == "enabled" and item is True)
         }
     return value

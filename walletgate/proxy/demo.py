@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
-from walletgate.config.policy_commands import run_apply
+from walletgate.service.policy_commands import run_apply
 from walletgate.config.settings import Settings, SettingsError
 from walletgate.devnet.chain import DevnetError
 from walletgate.devnet.server import RunningDevnet, serve_devnet

@@ -12,16 +12,9 @@ from datetime import datetime
 
 from walletgate.config.settings import Settings
 from walletgate.service.actor import actor_of
-from walletgate.storage.cache import CacheUnavailable, publish_state
+from walletgate.service.tokens import issue_agent_token, list_agent_tokens, revoke_agent_token
 from walletgate.storage.runtime import open_stores
-from walletgate.storage.tokens import (
-    IssuedToken,
-    TokenAlreadyRevoked,
-    TokenRecord,
-    issue_token,
-    list_tokens,
-    revoke_token,
-)
+from walletgate.storage.tokens import IssuedToken, TokenAlreadyRevoked, TokenRecord
 
 
 def gateway_url(settings: Settings, url: str | None = None) -> str:
@@ -51,7 +44,7 @@ def _issued_text(issued: IssuedToken, base: str) -> str:
 async def run_issue(args: argparse.Namespace, settings: Settings) -> int:
     """Issue a token for ``args.agent`` and print it once, with how to use it."""
     async with open_stores(settings) as stores:
-        issued = await issue_token(stores.pool, args.agent, actor=actor_of(settings))
+        issued = await issue_agent_token(stores, args.agent, actor=actor_of(settings))
     print(_issued_text(issued, gateway_url(settings, getattr(args, "url", None))))
     return 0
 
@@ -60,24 +53,25 @@ async def run_revoke(args: argparse.Namespace, settings: Settings) -> int:
     """Revoke a token by id or prefix; every gateway refuses it from its next request."""
     async with open_stores(settings) as stores:
         try:
-            async with stores.pool.acquire() as conn:
-                record, _version = await revoke_token(conn, args.token_id, actor=actor_of(settings))
+            revoked = await revoke_agent_token(
+                stores, args.token_id, actor=actor_of(settings), cache_ttl=settings.policy_cache_ttl
+            )
         except TokenAlreadyRevoked as exc:
             print(f"walletgate: {exc}; nothing to do", file=sys.stderr)
             return 0
-        try:
-            version = await publish_state(stores.redis, stores.pool, ttl=settings.policy_cache_ttl)
-        except CacheUnavailable as exc:
-            print(
-                f"walletgate: token {record.prefix} is revoked in the database, but the caches "
-                f"could not be told ({exc}); gateways refuse spends while Redis is down and "
-                f"pick the revocation up within {settings.policy_cache_ttl} s of it coming back",
-                file=sys.stderr,
-            )
-            return 1
+    record = revoked.record
+    if not revoked.announcement.ok:
+        print(
+            f"walletgate: token {record.prefix} is revoked in the database, but the caches "
+            f"could not be told ({revoked.announcement.error}); gateways refuse spends while "
+            f"Redis is down and pick the revocation up within {settings.policy_cache_ttl} s "
+            "of it coming back",
+            file=sys.stderr,
+        )
+        return 1
     print(
         f"Revoked token {record.prefix} (id {record.token_id}) of agent {record.agent_id!r}; "
-        f"gateways refuse it from state version {version} on."
+        f"gateways refuse it from state version {revoked.announcement.version} on."
     )
     return 0
 
@@ -117,7 +111,7 @@ def format_token_table(records: list[TokenRecord]) -> str:
 async def run_list(args: argparse.Namespace, settings: Settings) -> int:
     """List tokens (of ``args.agent`` if given): ids, prefixes, dates, never secrets."""
     async with open_stores(settings) as stores:
-        records = await list_tokens(stores.pool, args.agent)
+        records = await list_agent_tokens(stores, args.agent)
     if not records:
         print("no tokens" + (f" for agent {args.agent!r}" if args.agent else ""))
         return 0

@@ -51,6 +51,8 @@ _ORDER_COMPONENTS = (
 )
 #: The type string of a Seaport order (1.1 and later).
 ORDER_TYPE = _ORDER_COMPONENTS + _CONSIDERATION_ITEM + _OFFER_ITEM
+#: Seaport 1.0 (still deployed, and still filling orders) named the counter ``nonce``.
+ORDER_TYPE_1_0 = ORDER_TYPE.replace("uint256 counter)", "uint256 nonce)")
 #: The type string of a bulk order: a tree of 2**height orders, height 1 to 24.
 BULK_ORDER_RE = re.compile(
     r"BulkOrder\(OrderComponents(?:\[2\]){1,24} tree\)"

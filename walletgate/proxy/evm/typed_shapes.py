@@ -35,7 +35,12 @@ from walletgate.intents import (
     TypedStruct,
 )
 from walletgate.proxy.evm.calls import call_intents
-from walletgate.proxy.evm.seaport import BULK_ORDER_RE, ORDER_TYPE, seaport_intents
+from walletgate.proxy.evm.seaport import (
+    BULK_ORDER_RE,
+    ORDER_TYPE,
+    ORDER_TYPE_1_0,
+    seaport_intents,
+)
 from walletgate.proxy.evm.typed_values import type_string
 
 Field = tuple[str, str]
@@ -176,6 +181,7 @@ _SHAPES: dict[str, tuple[str, Decoder | None]] = {
     SAFE_TX: ("safe-tx", lambda context, message: _safe_tx(context, message, "baseGas")),
     SAFE_TX_DATA_GAS: ("safe-tx", lambda context, message: _safe_tx(context, message, "dataGas")),
     ORDER_TYPE: ("seaport-order", _seaport),
+    ORDER_TYPE_1_0: ("seaport-order", _seaport),
     DELEGATION: (ERC7710_DELEGATION, None),
 }
 

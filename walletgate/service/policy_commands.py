@@ -1,7 +1,8 @@
-"""``walletgate policies validate | plan | apply | export``: the imperative shell.
+"""``walletgate policies validate | plan | apply | export``: read files, print results.
 
-Reading files, talking to PostgreSQL and Redis and printing live here; the work itself
-is in :mod:`walletgate.config.documents` (pure) and :mod:`walletgate.storage.policy_repo`.
+The actions are in :mod:`walletgate.service.policies`; turning bytes into a checked
+document is :mod:`walletgate.config.sources` (pure). This module only reads files and
+stdin, writes the export and prints.
 """
 
 from __future__ import annotations
@@ -19,27 +20,22 @@ from walletgate.config.documents import (
     document_warnings_of,
     export_document,
     normalize_document,
-    parse_document,
     summarize,
-    validate_document,
 )
 from walletgate.config.schema_check import SCHEMA_RESOURCE
 from walletgate.config.settings import Settings
+from walletgate.config.sources import checked_source, source_from_bytes
 from walletgate.config.yaml_io import MAX_DOCUMENT_BYTES
 from walletgate.errors import UserError
-from walletgate.storage.cache import CacheUnavailable, publish_state
-from walletgate.storage.policy_repo import apply, load_document, plan
+from walletgate.service.actor import actor_of
+from walletgate.service.policies import apply_policies, export_policies, plan_policies
 from walletgate.storage.runtime import database_connection, open_stores
 
 STDIN = "-"
 
 
-def read_source(file: str) -> SourceDocument:
-    """Read and parse a policy document (``-`` for stdin), reading at most the size limit.
-
-    Raises :class:`DocumentInvalid` for bad content and :class:`UserError` when the file
-    cannot be read at all.
-    """
+def _read_bytes(file: str) -> tuple[bytes, str]:
+    """The first bytes of ``file`` (``-``: stdin), one more than the size limit allows."""
     try:
         if file == STDIN:
             raw = sys.stdin.buffer.read(MAX_DOCUMENT_BYTES + 1)
@@ -48,17 +44,20 @@ def read_source(file: str) -> SourceDocument:
                 raw = handle.read(MAX_DOCUMENT_BYTES + 1)
     except OSError as exc:
         raise UserError(f"cannot read {file}: {exc.strerror or exc}") from None
-    name = "<stdin>" if file == STDIN else file
-    if len(raw) > MAX_DOCUMENT_BYTES:
-        message = f"document is larger than {MAX_DOCUMENT_BYTES} bytes"
-        raise DocumentInvalid([DocumentError(name, 1, 1, "(document)", message)])
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        position = f"byte {exc.start}"
-        message = f"not UTF-8 text ({position}): save the file as UTF-8"
-        raise DocumentInvalid([DocumentError(name, 1, 1, "(document)", message)]) from None
-    return parse_document(text, name)
+    return raw, "<stdin>" if file == STDIN else file
+
+
+def read_source(file: str) -> SourceDocument:
+    """Read and parse a policy document (``-`` for stdin), reading at most the size limit.
+
+    Raises :class:`DocumentInvalid` for bad content and :class:`UserError` when the file
+    cannot be read at all.
+    """
+    return source_from_bytes(*_read_bytes(file))
+
+
+def _checked(file: str) -> SourceDocument:
+    return checked_source(*_read_bytes(file))
 
 
 def _print_errors(errors: tuple[DocumentError, ...]) -> int:
@@ -67,18 +66,6 @@ def _print_errors(errors: tuple[DocumentError, ...]) -> int:
     count = len(errors)
     print(f"{count} error{'s' if count != 1 else ''}", file=sys.stderr)
     return 1
-
-
-def _checked(file: str) -> SourceDocument:
-    source = read_source(file)
-    errors = validate_document(source)
-    if errors:
-        raise DocumentInvalid(errors)
-    return source
-
-
-def _actor(settings: Settings) -> str:
-    return settings.actor or os.environ.get("USER") or "unknown"
 
 
 def run_validate(args: argparse.Namespace, settings: Settings) -> int:
@@ -100,7 +87,7 @@ async def run_plan(args: argparse.Namespace, settings: Settings) -> int:
     try:
         source = _checked(args.file)
         async with database_connection(settings) as conn:
-            changes = await plan(conn, source)
+            changes = await plan_policies(conn, source)
     except DocumentInvalid as exc:
         return _print_errors(exc.errors)
     print(changes.render())
@@ -112,25 +99,23 @@ async def run_apply(args: argparse.Namespace, settings: Settings) -> int:
     try:
         source = _checked(args.file)
         async with open_stores(settings) as stores:
-            async with stores.pool.acquire() as conn:
-                result = await apply(conn, source, actor=_actor(settings))
-            print(result.plan.render())
-            if result.changed:
-                version = result.state_version
-                print(f"Applied change set {result.change_set} (state version {version}).")
-            try:
-                # Also after a no-op: it repairs a cache a failed earlier publish left stale.
-                await publish_state(stores.redis, stores.pool, ttl=settings.policy_cache_ttl)
-            except CacheUnavailable as exc:
-                print(
-                    f"walletgate: the change is committed, but the policy cache was not "
-                    f"refreshed ({exc}); gateways pick it up within {settings.policy_cache_ttl}s, "
-                    "or run apply again",
-                    file=sys.stderr,
-                )
-                return 1
+            applied = await apply_policies(
+                stores, source, actor=actor_of(settings), cache_ttl=settings.policy_cache_ttl
+            )
     except DocumentInvalid as exc:
         return _print_errors(exc.errors)
+    result = applied.result
+    print(result.plan.render())
+    if result.changed:
+        print(f"Applied change set {result.change_set} (state version {result.state_version}).")
+    if not applied.announcement.ok:
+        print(
+            f"walletgate: the change is committed, but the policy cache was not "
+            f"refreshed ({applied.announcement.error}); gateways pick it up within "
+            f"{settings.policy_cache_ttl}s, or run apply again",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -148,7 +133,7 @@ async def run_export(args: argparse.Namespace, settings: Settings) -> int:
     """Write the current state as a policy document that ``apply`` reproduces exactly."""
     try:
         async with database_connection(settings) as conn:
-            document = await load_document(conn)
+            document = await export_policies(conn)
     except DocumentInvalid as exc:
         return _print_errors(exc.errors)
     text = export_document(document, schema_reference(args.output))
