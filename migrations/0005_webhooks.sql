@@ -41,6 +41,9 @@ CREATE TABLE webhook_deliveries (
     last_status     integer     NULL,
     last_error      text        NULL,
     delivered_at    timestamptz NULL,
+    -- Who last put it back in the queue by hand (walletgate webhooks retry, the API).
+    retried_by      text        NULL,
+    retried_at      timestamptz NULL,
     created_at      timestamptz NOT NULL DEFAULT now(),
     UNIQUE (event_id, webhook_id),
     CHECK ((status = 'delivered') = (delivered_at IS NOT NULL))

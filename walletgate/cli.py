@@ -39,6 +39,12 @@ _COMMANDS: dict[tuple[str, ...], str] = {
     ("freeze",): "walletgate.service.freeze_commands:run_freeze",
     ("unfreeze",): "walletgate.service.freeze_commands:run_unfreeze",
     ("reconcile",): "walletgate.storage.reconcile:run_reconcile",
+    ("admin-keys", "issue"): "walletgate.service.admin_key_commands:run_issue",
+    ("admin-keys", "list"): "walletgate.service.admin_key_commands:run_list",
+    ("admin-keys", "revoke"): "walletgate.service.admin_key_commands:run_revoke",
+    ("webhooks", "list"): "walletgate.service.webhook_commands:run_list",
+    ("webhooks", "retry"): "walletgate.service.webhook_commands:run_retry",
+    ("webhooks", "test"): "walletgate.service.webhook_commands:run_test",
 }
 
 
@@ -217,6 +223,8 @@ def _parser() -> argparse.ArgumentParser:
         "--chain-id", type=int, help="chain id of the default backend, as serve's"
     )
 
+    _admin_keys_commands(sub)
+
     backup = _command(
         sub, "backup", help="back up the embedded database to FILE (pg_dump custom format)"
     )
@@ -228,7 +236,34 @@ def _parser() -> argparse.ArgumentParser:
     )
     restore.add_argument("file", metavar="FILE")
 
+    _webhooks_parser(sub)
     return parser
+
+
+def _webhooks_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    webhooks = _command(sub, "webhooks", help="webhook deliveries: see, retry, test")
+    wsub = webhooks.add_subparsers(dest="webhooks_command", required=True)
+    wlist = _command(wsub, "list", help="list deliveries, newest first")
+    wlist.add_argument("--status", choices=["pending", "delivered", "failed"])
+    wlist.add_argument("--owner", help="an owner id")
+    wlist.add_argument("--limit", type=int, default=50)
+    wlist.add_argument("--json", action="store_true", help="one JSON object per line")
+    retry = _command(wsub, "retry", help="send a delivery again (due now, fresh attempts)")
+    retry.add_argument("delivery_id", metavar="ID", help="the delivery's id, as 'list' shows")
+    test = _command(wsub, "test", help="send a webhook.test event to every endpoint of OWNER")
+    test.add_argument("owner", metavar="OWNER")
+
+
+def _admin_keys_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = _command(sub, "admin-keys", help="issue, list and revoke admin API keys")
+    ksub = keys.add_subparsers(dest="admin_keys_command", required=True)
+    issue = _command(ksub, "issue", help="issue a key (printed once)")
+    scope = issue.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--operator", action="store_true", help="a key that may do everything")
+    scope.add_argument("--owner", metavar="ID", help="a key confined to this owner's objects")
+    _command(ksub, "list", help="list keys (never the secrets)")
+    revoke = _command(ksub, "revoke", help="revoke a key at once")
+    revoke.add_argument("key_id", metavar="ID", help="key id or prefix, as shown by 'list'")
 
 
 def _freeze_targets(parser: argparse.ArgumentParser, *, listing: bool) -> None:
@@ -242,7 +277,14 @@ def _freeze_targets(parser: argparse.ArgumentParser, *, listing: bool) -> None:
 
 def _command_path(args: argparse.Namespace) -> tuple[str, ...]:
     path = [args.command]
-    for attr in ("policies_command", "agents_command", "token_command", "tx_command"):
+    for attr in (
+        "policies_command",
+        "agents_command",
+        "token_command",
+        "tx_command",
+        "admin_keys_command",
+        "webhooks_command",
+    ):
         value = getattr(args, attr, None)
         if value:
             path.append(value)

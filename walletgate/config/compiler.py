@@ -46,6 +46,7 @@ from walletgate.policies.model import (
     Tier,
     TimeWindow,
     Wallet,
+    Webhook,
     Window,
 )
 
@@ -171,6 +172,14 @@ def _asset(asset: Mapping[str, Any]) -> Asset:
     )
 
 
+def _owner(owner: Mapping[str, Any]) -> Owner:
+    webhooks = tuple(
+        Webhook(h["id"], h["url"], h["secret_env"], frozenset(h.get("events", ())))
+        for h in owner.get("webhooks", ())
+    )
+    return Owner(owner["id"], owner["name"], webhooks)
+
+
 def compile_canonical(
     doc: Mapping[str, Any], version: int, policy_versions: Mapping[str, int] | None = None
 ) -> PolicySet:
@@ -194,7 +203,7 @@ def compile_canonical(
         )
     return PolicySet(
         version=version,
-        owners={o["id"]: Owner(o["id"], o["name"]) for o in doc["owners"]},
+        owners={o["id"]: _owner(o) for o in doc["owners"]},
         agents={a["id"]: Agent(a["id"], a["owner"], a["description"]) for a in doc["agents"]},
         wallets={
             w["id"]: Wallet(

@@ -131,8 +131,19 @@ def canonical_policy(policy: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _webhook(hook: Mapping[str, Any]) -> dict[str, Any]:
+    out = {"id": hook["id"], "url": hook["url"], "secret_env": hook["secret_env"]}
+    if "events" in hook:  # absent: every event type
+        out["events"] = sorted(set(hook["events"]))
+    return out
+
+
 def _owner(owner: Mapping[str, Any]) -> dict[str, Any]:
-    return {"id": owner["id"], "name": owner.get("name", "")}
+    out: dict[str, Any] = {"id": owner["id"], "name": owner.get("name", "")}
+    # No webhooks, no key: documents without them canonicalise as before.
+    if owner.get("webhooks"):
+        out["webhooks"] = sorted((_webhook(h) for h in owner["webhooks"]), key=_by_id)
+    return out
 
 
 def _agent(agent: Mapping[str, Any]) -> dict[str, Any]:

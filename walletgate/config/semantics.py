@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from walletgate.config.addresses import checked_address
@@ -60,6 +61,7 @@ def semantic_problems(doc: Mapping[str, Any]) -> list[Problem]:
     """Every semantic problem in a schema-valid document."""
     index = _Index()
     problems = list(_duplicate_ids(doc, index))
+    problems += _webhook_problems(doc)
     problems += _agent_problems(doc, index)
     problems += _wallet_problems(doc, index)
     problems += _asset_problems(doc)
@@ -89,6 +91,45 @@ def _reference(index: _Index, kind: str, entity_id: str, path: KeyPath) -> Itera
         known = sorted(index.by_kind.get(kind, {}))
         hint = f" (known: {', '.join(known[:10])})" if known else f" (the document has no {kind})"
         yield Problem(path, f"unknown {_SINGULAR[kind]} {entity_id!r}{hint}")
+
+
+def _webhook_problems(doc: Mapping[str, Any]) -> Iterator[Problem]:
+    """Each owner's webhook ids are unique and each URL names a host and no credentials
+    (a password in a URL would be a secret in the document and in every export)."""
+    for number, owner in enumerate(doc.get("owners", [])):
+        seen: dict[str, int] = {}
+        for hook_number, hook in enumerate(owner.get("webhooks", [])):
+            path: KeyPath = ("owners", number, "webhooks", hook_number)
+            if hook["id"] in seen:
+                yield Problem(
+                    (*path, "id"),
+                    f"duplicate webhook id {hook['id']!r}: already used by "
+                    f"webhooks[{seen[hook['id']]}]",
+                )
+            else:
+                seen[hook["id"]] = hook_number
+            message = webhook_url_problem(hook["url"])
+            if message is not None:
+                yield Problem((*path, "url"), message)
+
+
+def webhook_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a webhook endpoint, or ``None`` if it can."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError as exc:
+        return f"not a valid URL: {exc}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// URL with a host"
+    if parts.username is not None or parts.password is not None:
+        return (
+            "must not carry credentials: the signature (secret_env) authenticates "
+            "walletgate to the receiver"
+        )
+    if any(ch.isspace() for ch in url):
+        return "must not contain spaces"
+    return None
 
 
 def _agent_problems(doc: Mapping[str, Any], index: _Index) -> Iterator[Problem]:

@@ -70,6 +70,14 @@ class Settings:
     access_log: bool = True
     audit_batch_max: int = 256
     actor: str = ""
+    # Webhook delivery (walletgate.notify.delivery): how often each gateway looks for due
+    # deliveries, how long one POST may take, and the retry schedule (exponential from
+    # base, capped, with jitter) before a delivery is marked failed.
+    webhook_poll_interval: float = 1.0
+    webhook_timeout: float = 10.0
+    webhook_max_attempts: int = 12
+    webhook_backoff_base: float = 10.0
+    webhook_backoff_max: float = 3600.0
 
     @property
     def embedded(self) -> bool:

@@ -25,9 +25,7 @@ def source_from_bytes(raw: bytes, name: str) -> SourceDocument:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _invalid(
-            name, f"not UTF-8 text (byte {exc.start}): save the file as UTF-8"
-        ) from None
+        raise _invalid(name, f"not UTF-8 text (byte {exc.start}): save the file as UTF-8") from None
     return parse_document(text, name)
 
 

@@ -97,6 +97,12 @@ async def record_event(
     return event_id
 
 
-async def all_owner_ids(conn: asyncpg.Connection) -> list[str]:
-    """Every owner (an event about everyone, such as a global freeze, goes to each)."""
-    return [row["id"] for row in await conn.fetch("SELECT id FROM owners ORDER BY id")]
+async def owners_of_target(conn: asyncpg.Connection, scope: str, target: str | None) -> list[str]:
+    """The owners an ``agent`` or ``wallet`` (or, with scope ``all``, everything) belongs to;
+    none when it no longer exists."""
+    if scope == "all":
+        rows = await conn.fetch("SELECT id FROM owners ORDER BY id")
+        return [row["id"] for row in rows]
+    table = {"agent": "agents", "wallet": "wallets"}[scope]
+    owner = await conn.fetchval(f"SELECT owner_id FROM {table} WHERE id = $1", target)
+    return [] if owner is None else [owner]

@@ -17,9 +17,21 @@ from walletgate.policies.method_rules import MethodRule
 
 
 @dataclass(frozen=True, slots=True)
+class Webhook:
+    """An owner's webhook endpoint: the secret is read from ``secret_env`` when sending;
+    ``events`` empty means every event type."""
+
+    id: str
+    url: str
+    secret_env: str
+    events: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
 class Owner:
     id: str
     name: str = ""
+    webhooks: tuple[Webhook, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -662,6 +662,7 @@ class CallHandler:
             usd_value=decision.usd_value,
             claims=claims_to_json(decision.claims) if status == "pending" else [],
             timings={"decide_ms": round((time.perf_counter() - call.started) * 1000, 3)},
+            notify=decision.notify,
         )
 
     async def _log_refusal(self, call: _SpendCall, decision: Decision) -> AuditRecord | None:

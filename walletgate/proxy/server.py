@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.log import access_logger
 
 from walletgate.config.settings import Settings, SettingsError
+from walletgate.notify.delivery import DeliveryConfig, WebhookWorker
 from walletgate.proxy.app import AppState, build_app
 from walletgate.proxy.backend import BackendClient, BackendError, new_session, redact_url
 from walletgate.proxy.log_redaction import RedactingAccessLogger, configure_logging
@@ -43,11 +44,13 @@ async def gateway_app(settings: Settings, stores: Stores) -> AsyncIterator[web.A
         )
     session = new_session(settings)
     audit = AuditWriter(stores.pool, max_batch=settings.audit_batch_max)
+    webhooks = WebhookWorker(stores.pool, DeliveryConfig.from_settings(settings))
     try:
         backends = {b.name: BackendClient(b, session) for b in backends_config}
         for client in backends.values():
             await client.check_chain_id()
         await audit.start()
+        await webhooks.start()
         gateway = Gateway(
             counters=Counters(stores.redis, PostgresClaimHistory(stores.pool)),
             audit=audit,
@@ -65,6 +68,7 @@ async def gateway_app(settings: Settings, stores: Stores) -> AsyncIterator[web.A
             request_read_timeout=settings.request_read_timeout,
         )
     finally:
+        await webhooks.close()
         await audit.close()
         await session.close()
 

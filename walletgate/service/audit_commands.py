@@ -12,10 +12,9 @@ from typing import Any
 from walletgate.config.durations import parse_duration
 from walletgate.config.settings import Settings, SettingsError
 from walletgate.service.actor import actor_of
-from walletgate.service.settlement import Outcome, settle_by_hand
-from walletgate.storage.audit import TxFilter, list_transactions
-from walletgate.storage.counters import Counters
-from walletgate.storage.rebuild import PostgresClaimHistory
+from walletgate.service.settlement import Outcome
+from walletgate.service.transactions import MAX_PAGE, list_transaction_page, settle_transaction
+from walletgate.storage.audit import TxFilter
 from walletgate.storage.runtime import open_stores
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
@@ -68,10 +67,10 @@ async def run_tx_list(args: argparse.Namespace, settings: Settings) -> int:
         decision=args.decision,
         since=parse_time(args.since, now=now) if args.since else None,
         until=parse_time(args.until, now=now) if args.until else None,
-        limit=max(1, min(args.limit, 10_000)),
+        limit=max(1, min(args.limit, MAX_PAGE)),
     )
     async with open_stores(settings) as stores:
-        rows = await list_transactions(stores.pool, flt)
+        rows = (await list_transaction_page(stores, flt)).rows
     for row in rows:
         if args.json:
             print(json.dumps(row, default=str, sort_keys=True))
@@ -94,9 +93,8 @@ async def run_tx_settle(args: argparse.Namespace, settings: Settings) -> int:
     if args.tx_hash and not _TX_HASH.match(args.tx_hash):
         raise SettingsError(f"--tx-hash {args.tx_hash!r}: expected 0x and 64 hex digits")
     async with open_stores(settings) as stores:
-        done = await settle_by_hand(
-            stores.pool,
-            Counters(stores.redis, PostgresClaimHistory(stores.pool)),
+        done = await settle_transaction(
+            stores,
             args.spend_id,
             outcome,
             reason=args.reason,

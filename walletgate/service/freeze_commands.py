@@ -1,9 +1,6 @@
-"""``walletgate freeze`` and ``walletgate unfreeze``: the kill switch, from the shell.
+"""``walletgate freeze | unfreeze``: the kill switch, from the shell.
 
-The change is committed in PostgreSQL (with the state version bump), then announced
-through the policy cache; from then on every gateway refuses the frozen spends on its
-next request. The announcement is made even when nothing changed, so running the
-command again repairs a cache that an earlier failed announcement left stale.
+The actions are in :mod:`walletgate.service.freezes`; this module prints their results.
 """
 
 from __future__ import annotations
@@ -17,9 +14,8 @@ import asyncpg
 from walletgate.config.settings import Settings
 from walletgate.policies.model import Freeze, describe_frozen
 from walletgate.service.actor import actor_of
-from walletgate.storage.cache import CacheUnavailable, publish_state
-from walletgate.storage.freezes import FreezeChange, freeze, list_freezes, unfreeze
-from walletgate.storage.runtime import Stores, open_stores
+from walletgate.service.freezes import FreezeDone, freeze_target, list_freeze_log, unfreeze_target
+from walletgate.storage.runtime import open_stores
 
 
 def _target(args: argparse.Namespace) -> tuple[str, str | None]:
@@ -38,18 +34,17 @@ def _describe(found: Freeze) -> str:
     return f"by {found.frozen_by} at {_when(found.frozen_at)}: {found.reason}"
 
 
-async def _announce(stores: Stores, settings: Settings) -> bool:
-    try:
-        await publish_state(stores.redis, stores.pool, ttl=settings.policy_cache_ttl)
-    except CacheUnavailable as exc:
-        print(
-            f"walletgate: the change is committed, but the gateways could not be told ({exc}); "
-            f"they refuse every spend while Redis is down and pick it up within "
-            f"{settings.policy_cache_ttl} s of it coming back: run the command again then",
-            file=sys.stderr,
-        )
-        return False
-    return True
+def _announced(done: FreezeDone, settings: Settings) -> bool:
+    if done.announcement.ok:
+        return True
+    print(
+        f"walletgate: the change is committed, but the gateways could not be told "
+        f"({done.announcement.error}); they refuse every spend while Redis is down and pick "
+        f"it up within {settings.policy_cache_ttl} s of it coming back: run the command again "
+        "then",
+        file=sys.stderr,
+    )
+    return False
 
 
 def format_freezes(rows: list[asyncpg.Record]) -> str:
@@ -73,16 +68,20 @@ async def run_freeze(args: argparse.Namespace, settings: Settings) -> int:
     """Freeze an agent, a wallet or everything (``--list``: show the freezes)."""
     async with open_stores(settings) as stores:
         if args.list:
-            rows = await list_freezes(stores.pool, lifted=args.lifted)
+            rows = await list_freeze_log(stores, lifted=args.lifted)
             print(format_freezes(rows) if rows else "nothing is frozen")
             return 0
         scope, target = _target(args)
-        async with stores.pool.acquire() as conn:
-            change = await freeze(
-                conn, scope, target, reason=args.reason or "", actor=actor_of(settings)
-            )
-        announced = await _announce(stores, settings)
-    _report(change, scope, target, frozen=True)
+        done = await freeze_target(
+            stores,
+            scope,
+            target,
+            reason=args.reason or "",
+            actor=actor_of(settings),
+            cache_ttl=settings.policy_cache_ttl,
+        )
+    announced = _announced(done, settings)
+    _report(done, frozen=True)
     return 0 if announced else 1
 
 
@@ -90,17 +89,22 @@ async def run_unfreeze(args: argparse.Namespace, settings: Settings) -> int:
     """Lift the freeze on an agent, a wallet or everything."""
     scope, target = _target(args)
     async with open_stores(settings) as stores:
-        async with stores.pool.acquire() as conn:
-            change = await unfreeze(
-                conn, scope, target, actor=actor_of(settings), reason=args.reason or ""
-            )
-        announced = await _announce(stores, settings)
-    _report(change, scope, target, frozen=False)
+        done = await unfreeze_target(
+            stores,
+            scope,
+            target,
+            reason=args.reason or "",
+            actor=actor_of(settings),
+            cache_ttl=settings.policy_cache_ttl,
+        )
+    announced = _announced(done, settings)
+    _report(done, frozen=False)
     return 0 if announced else 1
 
 
-def _report(change: FreezeChange, scope: str, target: str | None, *, frozen: bool) -> None:
-    what = describe_frozen(scope, target)
+def _report(done: FreezeDone, *, frozen: bool) -> None:
+    change = done.change
+    what = describe_frozen(done.scope, done.target)
     if frozen and change.changed:
         print(
             f"Froze {what} (state version {change.state_version}): every gateway refuses "

@@ -26,6 +26,9 @@ from uuid import UUID
 
 import asyncpg
 
+from walletgate.notify.events import spend_event
+from walletgate.notify.outbox import record_events
+
 _log = logging.getLogger(__name__)
 
 
@@ -57,6 +60,9 @@ class AuditRecord:
     timings: dict[str, float] = field(default_factory=dict)
     # Set for a held request: the id of the approval row written with it.
     approval_id: UUID | None = None
+    # A `notify` tier fired: a spend.notify event goes to the owner's outbox in the
+    # transaction that writes this row (walletgate.notify.outbox).
+    notify: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,6 +353,9 @@ class AuditWriter:
                 approvals = [(r.approval_id, r.id) for r, _ in inserts if r.approval_id]
                 if approvals:
                     await conn.execute(_INSERT_APPROVALS, *_columns(approvals))
+                notified = [r for r, _ in inserts if r.notify and r.owner_id is not None]
+                if notified:
+                    await record_events(conn, [spend_event(r) for r in notified])
             for round_ in _rounds(updates):
                 await _execute(conn, _UPDATE, _UPDATE_ONE, [_update_args(u) for u in round_])
 
@@ -406,18 +415,25 @@ class TxFilter:
     since: datetime | None = None
     until: datetime | None = None
     limit: int = 50
+    status: str | None = None
+    owner: str | None = None
+    #: Keyset pagination: only rows strictly after this (created_at, id) in list order.
+    after: tuple[datetime, UUID] | None = None
 
 
 async def list_transactions(
     conn: asyncpg.Connection | asyncpg.Pool, flt: TxFilter
 ) -> list[dict[str, Any]]:
-    """Rows of the audit log matching ``flt``, newest first."""
+    """Rows of the audit log matching ``flt``, newest first (ties: highest id first, so
+    ``(created_at, id)`` of the last row is a stable cursor for the next page)."""
     clauses: list[str] = []
     args: list[Any] = []
     for column, value in (
         ("agent_id", flt.agent),
         ("wallet_id", flt.wallet),
         ("decision", flt.decision),
+        ("status", flt.status),
+        ("owner_id", flt.owner),
     ):
         if value is not None:
             args.append(value)
@@ -428,13 +444,17 @@ async def list_transactions(
     if flt.until is not None:
         args.append(flt.until)
         clauses.append(f"created_at < ${len(args)}")
+    if flt.after is not None:
+        args.extend(flt.after)
+        clauses.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     args.append(flt.limit)
     rows = await conn.fetch(
         f"""SELECT id, created_at, agent_id, wallet_id, chain_id, backend, method, decision,
-                   reason, status, amounts, usd_value, tx_hash, explanation, backend_error
+                   reason, status, amounts, usd_value, tx_hash, explanation, backend_error,
+                   owner_id
               FROM transactions {where}
-             ORDER BY created_at DESC, id
+             ORDER BY created_at DESC, id DESC
              LIMIT ${len(args)}""",
         *args,
     )

@@ -17,6 +17,8 @@ from typing import Any
 import asyncpg
 
 from walletgate.errors import UserError
+from walletgate.notify.events import freeze_events
+from walletgate.notify.outbox import owners_of_target, record_events
 from walletgate.policies.model import Freeze
 from walletgate.storage.state import bump_state_version
 
@@ -135,6 +137,8 @@ async def freeze(
             existing = await _active(conn, scope, target)
             return FreezeChange(existing, False, None)
         version = await bump_state_version(conn)
+        owners = await owners_of_target(conn, scope, target)
+        await record_events(conn, freeze_events("freeze.created", _from_row(row), owners, actor=actor))
     return FreezeChange(_from_row(row), True, version)
 
 
@@ -161,6 +165,11 @@ async def unfreeze(
         if row is None:
             return FreezeChange(None, False, None)
         version = await bump_state_version(conn)
+        owners = await owners_of_target(conn, scope, target)
+        lifted = freeze_events(
+            "freeze.lifted", _from_row(row), owners, actor=actor, reason=reason.strip()
+        )
+        await record_events(conn, lifted)
     return FreezeChange(_from_row(row), True, version)
 
 

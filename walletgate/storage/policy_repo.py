@@ -22,7 +22,10 @@ from walletgate.config.documents import SourceDocument, normalize_document
 from walletgate.config.durations import format_duration, parse_duration
 from walletgate.config.semantics import ENTITY_KINDS, SCOPE_KEYS
 from walletgate.errors import UserError
+from walletgate.notify.events import policy_events
+from walletgate.notify.outbox import record_events
 from walletgate.storage.state import bump_state_version
+from walletgate.storage.webhook_repo import read_webhooks, with_webhooks, write_webhooks
 
 #: Where errors in a stored document are said to be.
 DATABASE_SOURCE = "<database>"
@@ -97,6 +100,17 @@ async def apply(
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise ApplyError(f"the database refused the change: {exc.detail or exc}") from None
         state_version = await bump_state_version(conn)
+        # Each owner whose part changed is told, in this transaction (its new webhooks,
+        # written above, already receive it).
+        events = policy_events(
+            current,
+            desired,
+            changes,
+            actor=actor,
+            change_set=change_set,
+            state_version=state_version,
+        )
+        await record_events(conn, events)
     return ApplyResult(changes, change_set, state_version)
 
 
@@ -105,6 +119,7 @@ async def apply(
 
 async def _read_tables(conn: asyncpg.Connection) -> dict[str, Any]:
     owners = await conn.fetch("SELECT id, name FROM owners")
+    webhooks = await read_webhooks(conn)
     agents = await conn.fetch("SELECT id, owner_id, description FROM agents")
     wallets = await conn.fetch(
         "SELECT id, owner_id, agent_id, chain_id, address, description FROM wallets"
@@ -119,7 +134,7 @@ async def _read_tables(conn: asyncpg.Connection) -> dict[str, Any]:
     )
     return {
         "version": 1,
-        "owners": [{"id": r["id"], "name": r["name"]} for r in owners],
+        "owners": [with_webhooks({"id": r["id"], "name": r["name"]}, webhooks) for r in owners],
         "agents": [
             {"id": r["id"], "owner": r["owner_id"], "description": r["description"]} for r in agents
         ],
@@ -283,6 +298,7 @@ class _Writer:
                ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, updated_at = now()""",
             [(o["id"], o["name"]) for o in self._upserts("owners")],
         )
+        await write_webhooks(self._conn, self._upserts("owners"))
 
     async def _upsert_agents(self) -> None:
         await self._conn.executemany(

@@ -119,9 +119,10 @@ def looks_like_token(value: str) -> bool:
     return bool(_TOKEN_RE.match(value))
 
 
-def new_token() -> str:
-    """A fresh random token: ``wg_`` + 256 bits, URL-safe base64."""
-    return TOKEN_PREFIX + secrets.token_urlsafe(_TOKEN_BYTES)
+def new_token(prefix: str = TOKEN_PREFIX) -> str:
+    """A fresh random secret: ``prefix`` (``wg_`` for agent tokens) + 256 bits, URL-safe
+    base64. Admin keys (:mod:`walletgate.storage.admin_keys`) are made the same way."""
+    return prefix + secrets.token_urlsafe(_TOKEN_BYTES)
 
 
 _RECORD_COLUMNS = (
