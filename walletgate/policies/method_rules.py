@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from eth_abi import decode, encode
-from eth_abi.exceptions import DecodingError, EncodingError
-
+from walletgate.abi import NonCanonicalAbi, decode_canonical
 from walletgate.intents import ContractCall, InvalidAddress, canonical_address
 from walletgate.policies.conditions import Condition, Context, failure
 
@@ -72,15 +70,10 @@ def decode_arguments(rule: MethodRule, data: bytes) -> tuple[Any, ...]:
     Strict: the bytes after the selector must be exactly what encoding the decoded
     arguments gives back (no trailing bytes, no dirty padding, no odd offsets).
     """
-    body = data[4:]
     try:
-        arguments = decode(list(rule.types), body, strict=True)
-        canonical = encode(list(rule.types), arguments)
-    except (DecodingError, EncodingError, OverflowError, ValueError) as exc:
+        return decode_canonical(rule.types, data[4:])
+    except NonCanonicalAbi as exc:
         raise UndecodableCall(f"calldata does not decode as {rule.signature}: {exc}") from None
-    if canonical != body:
-        raise UndecodableCall(f"calldata is not the canonical ABI encoding of {rule.signature}")
-    return tuple(arguments)
 
 
 def method_problem(

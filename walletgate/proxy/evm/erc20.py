@@ -19,10 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import eth_abi
-from eth_abi.exceptions import DecodingError
 from eth_utils import function_signature_to_4byte_selector
 
+from walletgate.abi import NonCanonicalAbi, decode_canonical
 from walletgate.intents import (
     UNLIMITED_APPROVAL_THRESHOLD,
     DecodeError,
@@ -163,15 +162,7 @@ def decode_arguments(
     decoded strictly; a :class:`DecodeError` unless they re-encode to exactly the bytes
     sent, so no two readings of the same calldata can differ (a contract's own decoder
     may accept sloppy padding, stray offsets or trailing bytes that eth-abi skips)."""
-    body = data[4:]
     try:
-        args = eth_abi.decode(arg_types, body, strict=True)
-    except (DecodingError, OverflowError, ValueError) as exc:
+        return decode_canonical(arg_types, data[4:])
+    except NonCanonicalAbi as exc:
         raise DecodeError(f"{signature} calldata: {exc}", where=where) from None
-    if eth_abi.encode(arg_types, args) != body:
-        raise DecodeError(
-            f"{signature} calldata is not in the one canonical ABI encoding "
-            f"({len(data)} bytes; padding, offsets or trailing bytes differ)",
-            where=where,
-        )
-    return tuple(args)

@@ -32,10 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import eth_abi
-from eth_abi.exceptions import DecodingError, EncodingError
 from eth_utils import function_signature_to_4byte_selector
 
+from walletgate.abi import NonCanonicalAbi, decode_canonical
 from walletgate.intents import DecodeError, NftApproval, NftTransfer, canonical_address
 
 NftIntent = NftTransfer | NftApproval
@@ -154,18 +153,10 @@ def decode_nft_call(data: bytes, context: NftCallContext, where: str) -> NftInte
     function = _BY_SELECTOR.get(data[:4]) if len(data) >= 4 else None
     if function is None:
         return None
-    arguments = data[4:]
     try:
-        args = eth_abi.decode(function.arg_types, arguments, strict=True)
-        canonical = eth_abi.encode(function.arg_types, args) == arguments
-    except (DecodingError, EncodingError, OverflowError) as exc:
+        args = decode_canonical(function.arg_types, data[4:])
+    except NonCanonicalAbi as exc:
         raise DecodeError(f"{function.signature} calldata: {exc}", where=where) from None
-    if not canonical:
-        raise DecodeError(
-            f"{function.signature} calldata is not the canonical ABI encoding of its "
-            "arguments (trailing bytes, dirty padding or unusual offsets)",
-            where=where,
-        )
     try:
         return function.build(context, args)
     except ValueError as exc:

@@ -29,10 +29,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi import decode, encode
-from eth_abi.exceptions import DecodingError, EncodingError
 from eth_utils.abi import function_signature_to_4byte_selector
 
+from walletgate.abi import NonCanonicalAbi, decode_canonical
 from walletgate.intents import DecodeError
 
 #: How many wrappers deep a call may be nested (a multiSend inside an aggregate3 is 2).
@@ -129,17 +128,11 @@ def unwrap(data: bytes, where: str, contract: str) -> tuple[InnerCall, ...] | No
 
 def _strict_decode(types: list[str], body: bytes, signature: str, where: str) -> tuple[Any, ...]:
     try:
-        values = decode(types, body, strict=True)
-        canonical = encode(types, values)
-    except (DecodingError, EncodingError, OverflowError, ValueError) as exc:
+        return decode_canonical(types, body)
+    except NonCanonicalAbi as exc:
         raise DecodeError(
             f"wrapper call does not decode as {signature}: {exc}", where=where
         ) from None
-    if canonical != body:
-        raise DecodeError(
-            f"wrapper call is not the canonical ABI encoding of {signature}", where=where
-        )
-    return tuple(values)
 
 
 def _aggregate_calls(method: _Aggregate, body: bytes, where: str) -> tuple[InnerCall, ...]:
