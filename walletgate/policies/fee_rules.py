@@ -7,16 +7,11 @@ bounds them on their own as well: the most the request's transactions may pay in
 ``wallet_sendCalls``), and the max fee per gas of each transaction. It bounds nothing
 else, so it is also how a policy that caps only tokens covers the fees of its
 transactions (``policies.coverage``).
-
-The judge needs the finding helpers of ``policies.rules``, which registers it in its
-judge table; it imports them when it runs, so that the two modules can be imported in
-either order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
 from walletgate.intents import Intent, NetworkFee
 from walletgate.policies.amounts import format_units
@@ -25,9 +20,7 @@ from walletgate.policies.facts import Movement, RequestFacts, measure
 from walletgate.policies.limits import applies_to, describe_limit, describe_quantity, exceeds
 from walletgate.policies.limits import requested as requested_of
 from walletgate.policies.model import Asset, FeeCap, Policy, Rule
-
-if TYPE_CHECKING:
-    from walletgate.policies.rules import Verdict
+from walletgate.policies.verdicts import Verdict, failed, passed
 
 #: Fees per gas are shown in gwei (10**9 wei), as wallets and explorers show them.
 GWEI_DECIMALS = 9
@@ -36,7 +29,6 @@ GWEI_DECIMALS = 9
 def fee_cap(policy: Policy, rule: FeeCap, facts: RequestFacts) -> Verdict | None:
     """Each transaction's max fee per gas, and the request's fees together, are within
     the rule; ``None`` for a request that pays no fee (a message signature)."""
-    from walletgate.policies import rules  # here, not above: see the module docstring
 
     fees = [intent for intent in facts.intents if isinstance(intent, NetworkFee)]
     if not fees:
@@ -47,24 +39,24 @@ def fee_cap(policy: Policy, rule: FeeCap, facts: RequestFacts) -> Verdict | None
             limit = f"{gwei(rule.max_fee_per_gas)} per gas"
             asked = f"{gwei(max(fee.max_fee_per_gas for fee in over))} per gas"
             detail = f"a max fee of {asked} is over the fee cap of {limit}"
-            finding = rules._failed(policy, rule, Reason.FEE_CAP, detail, limit, asked)
-            return rules.Verdict(finding)
+            finding = failed(policy, rule, Reason.FEE_CAP, detail, limit, asked)
+            return Verdict(finding)
     if rule.limit is None:
         detail = f"every max fee per gas is within {gwei(rule.max_fee_per_gas or 0)}"
-        return rules.Verdict(rules._passed(policy, rule, detail))
+        return Verdict(passed(policy, rule, detail))
     movements = fee_movements(facts.movements)
     exposure = measure(movements, facts.now)
     quantity = requested_of(rule.limit, exposure)
     limit = describe_limit(rule.limit, facts.assets)
     if quantity is None:
         detail = f"no fresh USD price for the network fee to check the fee cap of {limit}"
-        return rules.Verdict(rules._failed(policy, rule, Reason.PRICE_UNAVAILABLE, detail, limit))
+        return Verdict(failed(policy, rule, Reason.PRICE_UNAVAILABLE, detail, limit))
     asked = describe_quantity(rule.limit, quantity, facts.assets)
     if exceeds(rule.limit, quantity):
         detail = f"network fees of up to {asked}, over the fee cap of {limit}"
-        return rules.Verdict(rules._failed(policy, rule, Reason.FEE_CAP, detail, limit, asked))
+        return Verdict(failed(policy, rule, Reason.FEE_CAP, detail, limit, asked))
     detail = f"network fees of up to {asked}, within the fee cap of {limit}"
-    return rules.Verdict(rules._passed(policy, rule, detail, limit, asked))
+    return Verdict(passed(policy, rule, detail, limit, asked))
 
 
 def fee_movements(movements: Iterable[Movement]) -> list[Movement]:

@@ -18,24 +18,18 @@ Each :class:`~walletgate.intents.MessageSignature` of a request is judged on its
 Typed data that decodes to approvals, transfers or calls (permits, Seaport orders, Safe
 transactions) is judged as those intents by the other rules, like the transaction it
 authorizes; it reaches this rule only when it binds no chain.
-
-The judge needs the finding helpers of ``policies.rules``, which registers it in its
-judge table; it imports them when it runs, so that the two modules can be imported in
-either order (as ``policies.fee_rules`` does).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from walletgate.intents import MessageSignature, TypedStruct, TypedValue
 from walletgate.policies.conditions import Condition, Context, failure
 from walletgate.policies.decision import Reason
 from walletgate.policies.facts import RequestFacts
 from walletgate.policies.model import Policy, SigningAllowlist, TypedDataEntry
-
-if TYPE_CHECKING:
-    from walletgate.policies.rules import Verdict
+from walletgate.policies.verdicts import Verdict, and_more, failed, listed
 
 #: The typed-data methods: what they sign has a structure entries can judge.
 TYPED_DATA_METHODS = frozenset(
@@ -46,7 +40,6 @@ TYPED_DATA_METHODS = frozenset(
 def signing_allowlist(policy: Policy, rule: SigningAllowlist, facts: RequestFacts) -> Verdict:
     """Every message signature is admitted: its method listed and, for typed data, its
     document matched by an entry (or the unsafe opt-out, see the module docstring)."""
-    from walletgate.policies import rules  # here, not above: see the module docstring
 
     problems = sorted(
         {
@@ -57,9 +50,9 @@ def signing_allowlist(policy: Policy, rule: SigningAllowlist, facts: RequestFact
         }
     )
     if problems:
-        detail = rules._and_more(problems[0], problems)
-        return rules.Verdict(rules._failed(policy, rule, Reason.SIGNING_NOT_ALLOWED, detail))
-    return rules._listed(policy, rule, facts, "every signature is on the signing allowlist")
+        detail = and_more(problems[0], problems)
+        return Verdict(failed(policy, rule, Reason.SIGNING_NOT_ALLOWED, detail))
+    return listed(policy, rule, facts, "every signature is on the signing allowlist")
 
 
 def signature_problem(
