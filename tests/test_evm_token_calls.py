@@ -1,5 +1,5 @@
 """Token calldata that moves or approves tokens under other names than ERC-20's four
-(ERC-1363 callbacks, the older ``increaseApproval``) is judged as what it does, and
+(ERC-1363 callbacks, the older ``increaseApproval``, ERC-777) is judged as what it does, and
 calldata with a token selector that is not in the one canonical encoding is refused."""
 
 from __future__ import annotations
@@ -63,6 +63,24 @@ def transfer(amount: int, source: str = WALLET) -> TokenTransfer:
         (
             calldata("increaseApproval(address,uint256)", RECIPIENT, 6),
             TokenApproval(CHAIN_ID, WALLET, TOKEN, RECIPIENT, 6, False, "increaseApproval"),
+        ),
+        (calldata("send(address,uint256,bytes)", RECIPIENT, 11, b"memo"), transfer(11)),
+        (
+            calldata(
+                "operatorSend(address,address,uint256,bytes,bytes)",
+                SOURCE,
+                RECIPIENT,
+                12,
+                b"",
+                b"x",
+            ),
+            transfer(12, SOURCE),
+        ),
+        (
+            calldata("authorizeOperator(address)", RECIPIENT),
+            TokenApproval(
+                CHAIN_ID, WALLET, TOKEN, RECIPIENT, 2**256 - 1, True, "authorizeOperator"
+            ),
         ),
     ],
 )

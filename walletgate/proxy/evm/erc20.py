@@ -1,13 +1,14 @@
 """ERC-20 calldata: transfer, transferFrom, approve and increaseAllowance become intents,
-and so do the token methods that do the same with a callback or under an older name:
+and so do the token methods that do the same with a callback or under another name:
 ERC-1363's ``transferAndCall``, ``transferFromAndCall`` and ``approveAndCall`` (with and
 without their ``bytes`` argument: the callback runs on the recipient, the tokens move
-all the same) and ``increaseApproval`` (the pre-``increaseAllowance`` name).
+all the same), ``increaseApproval`` (the pre-``increaseAllowance`` name), and ERC-777's
+``send``, ``operatorSend`` and ``authorizeOperator`` (an operator may move every token,
+so it is an unlimited approval).
 
 Calldata that carries one of these selectors must decode exactly (strict eth-abi
 decoding, and the arguments must re-encode to the very bytes sent: no sloppy padding,
-offsets or trailing bytes) or it is a :class:`DecodeError`. It
-is never demoted to an unknown contract call: a token contract's dispatcher matches only
+offsets or trailing bytes) or it is a :class:`DecodeError`. It is never demoted to an unknown contract call: a token contract's dispatcher matches only
 the selector, so a transfer with sloppy padding or trailing bytes still moves tokens,
 and "unknown call" would let it be judged by the contract allowlist instead of the
 spending caps.
@@ -23,6 +24,7 @@ from eth_utils import function_signature_to_4byte_selector
 
 from walletgate.abi import NonCanonicalAbi, decode_canonical
 from walletgate.intents import (
+    MAX_UINT256,
     UNLIMITED_APPROVAL_THRESHOLD,
     DecodeError,
     TokenApproval,
@@ -120,6 +122,12 @@ def _increase_approval(context: TokenCallContext, args: tuple[Any, ...]) -> Toke
     return approval(context, spender, amount, "increaseApproval")
 
 
+def _authorize_operator(context: TokenCallContext, args: tuple[Any, ...]) -> TokenIntent:
+    # An ERC-777 operator may send every token the holder has, now and later.
+    (operator,) = args
+    return approval(context, operator, MAX_UINT256, "authorizeOperator")
+
+
 _TRANSFER = ("address", "uint256")
 _TRANSFER_FROM = ("address", "address", "uint256")
 _FUNCTIONS = (
@@ -134,6 +142,10 @@ _FUNCTIONS = (
     _TokenFunction("transferFromAndCall", (*_TRANSFER_FROM, "bytes"), _first(3, _transfer_from)),
     _TokenFunction("approveAndCall", _TRANSFER, _approve_and_call),
     _TokenFunction("approveAndCall", (*_TRANSFER, "bytes"), _approve_and_call),
+    # ERC-777: send and operatorSend move tokens like transfer and transferFrom.
+    _TokenFunction("send", (*_TRANSFER, "bytes"), _first(2, _transfer)),
+    _TokenFunction("operatorSend", (*_TRANSFER_FROM, "bytes", "bytes"), _first(3, _transfer_from)),
+    _TokenFunction("authorizeOperator", ("address",), _authorize_operator),
 )
 _BY_SELECTOR = {function.selector: function for function in _FUNCTIONS}
 #: The selectors this module decodes (``0x`` + 8 hex digits): calls with them are token
