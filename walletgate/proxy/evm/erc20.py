@@ -8,10 +8,10 @@ so it is an unlimited approval).
 
 Calldata that carries one of these selectors must decode exactly (strict eth-abi
 decoding, and the arguments must re-encode to the very bytes sent: no sloppy padding,
-offsets or trailing bytes) or it is a :class:`DecodeError`. It is never demoted to an unknown contract call: a token contract's dispatcher matches only
-the selector, so a transfer with sloppy padding or trailing bytes still moves tokens,
-and "unknown call" would let it be judged by the contract allowlist instead of the
-spending caps.
+offsets or trailing bytes) or it is a :class:`DecodeError`. It is never demoted to an
+unknown contract call: a token contract's dispatcher matches only the selector, so a
+transfer with sloppy padding or trailing bytes still moves tokens, and "unknown call"
+would let it be judged by the contract allowlist instead of the spending caps.
 """
 
 from __future__ import annotations
