@@ -18,6 +18,7 @@ from typing import Any
 
 from walletgate.config.settings import SettingsError, load_settings
 from walletgate.errors import UserError
+from walletgate.service import approval_args
 
 # command path -> "module:function"
 _COMMANDS: dict[tuple[str, ...], str] = {
@@ -45,6 +46,13 @@ _COMMANDS: dict[tuple[str, ...], str] = {
     ("webhooks", "list"): "walletgate.service.webhook_commands:run_list",
     ("webhooks", "retry"): "walletgate.service.webhook_commands:run_retry",
     ("webhooks", "test"): "walletgate.service.webhook_commands:run_test",
+    ("approvals", "list"): "walletgate.service.approval_commands:run_list",
+    ("approvals", "show"): "walletgate.service.approval_commands:run_show",
+    ("approvals", "approve"): "walletgate.service.approval_commands:run_approve",
+    ("approvals", "reject"): "walletgate.service.approval_commands:run_reject",
+    ("approvals", "cancel"): "walletgate.service.approval_commands:run_cancel",
+    ("approvals", "typed-data"): "walletgate.service.approval_commands:run_typed_data",
+    ("approvals", "approver"): "walletgate.service.approval_commands:run_approver",
 }
 
 
@@ -237,6 +245,7 @@ def _parser() -> argparse.ArgumentParser:
     restore.add_argument("file", metavar="FILE")
 
     _webhooks_parser(sub)
+    approval_args.add_parser(sub, _command)
     return parser
 
 
@@ -284,6 +293,7 @@ def _command_path(args: argparse.Namespace) -> tuple[str, ...]:
         "tx_command",
         "admin_keys_command",
         "webhooks_command",
+        "approvals_command",
     ):
         value = getattr(args, attr, None)
         if value:

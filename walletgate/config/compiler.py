@@ -107,6 +107,7 @@ class _RuleCompiler:
                 self._limit(r, "above", "usd_above"),
                 r["action"],
                 parse_duration(r["delay"]) if "delay" in r else 0,
+                parse_duration(r["approval_timeout"]) if "approval_timeout" in r else None,
             ),
             "signing_allowlist": lambda r: SigningAllowlist(
                 r["id"],

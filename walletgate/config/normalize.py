@@ -30,6 +30,7 @@ _RULE_KEY_ORDER = (
     "usd_above", "per", "window",
     "calendar", "timezone", "scope", "addresses", "assets", "contracts", "lists",
     "allow_create", "chains", "days", "from", "to", "allow_unlimited", "action", "delay",
+    "approval_timeout",
     "methods", "typed_data", "allow_any_typed_data_unsafe", "delegates",
 )  # fmt: skip
 
@@ -88,6 +89,7 @@ _RULE_VALUES: dict[str, Callable[[Any], Any]] = {
     "window": normalize_duration,
     "per": normalize_duration,
     "delay": normalize_duration,
+    "approval_timeout": normalize_duration,
     "addresses": _addresses,
     "delegates": _addresses,
     "assets": sorted,

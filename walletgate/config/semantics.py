@@ -241,7 +241,7 @@ def _rule_problems(rule: Mapping[str, Any], path: KeyPath, index: _Index) -> Ite
         yield from _asset_amount(rule, path, index, amount_key, positive=kind != "tier")
     if "usd" in rule:
         yield from _positive(rule["usd"], (*path, "usd"), "a cap")
-    for duration_key in ("window", "per", "delay"):
+    for duration_key in ("window", "per", "delay", "approval_timeout"):
         if duration_key in rule:
             yield from _duration(rule[duration_key], (*path, duration_key))
     if "timezone" in rule:

@@ -70,6 +70,11 @@ class Settings:
     access_log: bool = True
     audit_batch_max: int = 256
     actor: str = ""
+    # The admin HTTP API (walletgate.admin): its own listener, on loopback unless told
+    # otherwise; admin_port 0 turns it off. Every gateway process listens on it with
+    # SO_REUSEPORT, as on the main port (docs/operations.md).
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 8550
     # Webhook delivery (walletgate.notify.delivery): how often each gateway looks for due
     # deliveries, how long one POST may take, and the retry schedule (exponential from
     # base, capped, with jitter) before a delivery is marked failed.

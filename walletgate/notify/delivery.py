@@ -77,7 +77,7 @@ def backoff_delay(
     """Seconds to wait after failed attempt number ``attempts`` (1, 2, ...): ``base``
     doubled per attempt, at most ``cap``, with "equal jitter" (half fixed, half random)
     so that deliveries failing together do not come back together."""
-    ceiling = min(cap, base * 2 ** min(attempts - 1, 62))
+    ceiling: float = min(cap, base * 2.0 ** min(attempts - 1, 62))
     return ceiling / 2 + ceiling / 2 * rand()
 
 
@@ -195,7 +195,10 @@ class WebhookWorker:
     async def run_once(self) -> int:
         """Claim one batch of due deliveries and send them; returns how many."""
         async with self._pool.acquire() as conn, conn.transaction():
-            ids = [row["id"] for row in await conn.fetch(_CLAIM, self._config.batch, self._config.lease)]
+            ids = [
+                row["id"]
+                for row in await conn.fetch(_CLAIM, self._config.batch, self._config.lease)
+            ]
             rows = await conn.fetch(_CLAIMED, ids) if ids else []
         await asyncio.gather(*(self._deliver(row) for row in rows))
         return len(rows)
@@ -248,4 +251,6 @@ class WebhookWorker:
             ) as response:
                 return _Outcome(response.status, None)
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-            return _Outcome(None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+            return _Outcome(
+                None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            )

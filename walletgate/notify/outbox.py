@@ -56,7 +56,8 @@ INSERT INTO webhook_deliveries (event_id, owner_id, webhook_id)
 SELECT e.id, e.owner_id, w.id
   FROM unnest($1::uuid[], $2::text[], $3::text[]) AS e (id, owner_id, type)
   JOIN owner_webhooks AS w
-    ON w.owner_id = e.owner_id AND (w.events IS NULL OR e.type = ANY (w.events) OR e.type = 'webhook.test')
+    ON w.owner_id = e.owner_id
+   AND (w.events IS NULL OR e.type = ANY (w.events) OR e.type = 'webhook.test')
 """
 
 

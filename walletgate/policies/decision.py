@@ -116,6 +116,9 @@ class Decision:
     # For HOLD: seconds after which a `delay` tier releases the request by itself;
     # None means it waits for the owner's approval.
     hold_delay_seconds: int | None = None
+    # For HOLD: seconds the hold waits before it expires (the shortest ``approval_timeout``
+    # of the holding tiers); None means walletgate's default.
+    hold_timeout_seconds: int | None = None
 
     @property
     def allowed(self) -> bool:

@@ -140,6 +140,7 @@ def _decide(
     ]
     notify = any(verdict.notify for verdict in verdicts)
     delay: int | None = None
+    timeout: int | None = None
     if len(failed) > len(holds):
         outcome, reason = Outcome.DENY, failed[0].reason
         others = len(failed) - 1
@@ -150,6 +151,9 @@ def _decide(
         delays = [verdict.release_after for verdict in holds]
         # An owner-approval hold outranks any delay; several delays wait for the longest.
         delay = None if None in delays else max(d for d in delays if d is not None)
+        # The strictest timeout of the holding tiers bounds how long the hold may wait.
+        timeouts = [v.expire_after for v in holds if v.expire_after is not None]
+        timeout = min(timeouts) if timeouts else None
         message = f"held: {failed[0].message}"
     else:
         outcome, reason = Outcome.ALLOW, Reason.ALLOWED
@@ -168,6 +172,7 @@ def _decide(
         amounts=exposure.amounts,
         notify=notify,
         hold_delay_seconds=delay,
+        hold_timeout_seconds=timeout,
     )
 
 

@@ -238,6 +238,8 @@ class Tier:
     above: Limit
     action: str  # "notify" | "delay" | "require_approval"
     delay_seconds: int = 0
+    #: How long a hold waits for its owner before it expires (None: the default, 24 h).
+    approval_timeout_seconds: int | None = None
     type: str = "tier"
 
 

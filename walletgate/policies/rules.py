@@ -198,10 +198,17 @@ def tier(policy: Policy, rule: Tier, facts: RequestFacts) -> Verdict:
     if rule.action == "delay":
         detail = f"{asked} is above {above}: held for {duration(rule.delay_seconds)}"
         finding = failed(policy, rule, Reason.APPROVAL_REQUIRED, detail, above, asked)
-        return Verdict(finding, release_after=rule.delay_seconds)
+        return Verdict(
+            finding,
+            release_after=rule.delay_seconds,
+            expire_after=rule.approval_timeout_seconds,
+        )
     # require_approval, and any action this version does not know: the strictest hold.
     detail = f"{asked} is above {above}: held for the owner's approval"
-    return Verdict(failed(policy, rule, Reason.APPROVAL_REQUIRED, detail, above, asked))
+    return Verdict(
+        failed(policy, rule, Reason.APPROVAL_REQUIRED, detail, above, asked),
+        expire_after=rule.approval_timeout_seconds,
+    )
 
 
 #: The judge of each rule type (see :func:`judge`).

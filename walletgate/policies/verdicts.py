@@ -38,6 +38,8 @@ class Verdict:
     claim: CounterClaim | None = None
     notify: bool = False
     release_after: int | None = None
+    #: A held request's ``approval_timeout`` (seconds; None: the default).
+    expire_after: int | None = None
 
 
 def message(policy: Policy, rule: Rule, detail: str) -> str:

@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
-from walletgate.service.policy_commands import run_apply
 from walletgate.config.settings import Settings, SettingsError
 from walletgate.devnet.chain import DevnetError
 from walletgate.devnet.server import RunningDevnet, serve_devnet
+from walletgate.service.policy_commands import run_apply
 from walletgate.storage.runtime import open_stores
 from walletgate.storage.tokens import issue_token
 

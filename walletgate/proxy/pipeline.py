@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from redis.exceptions import RedisError
 
 from walletgate.intents import DecodedRequest, DecodeError, MethodClass
@@ -35,16 +36,22 @@ from walletgate.proxy.backend import Outcome as ForwardOutcome
 from walletgate.proxy.evm.methods import OWN_ACCOUNT_METHODS, classify
 from walletgate.proxy.evm.reads import balance_query
 from walletgate.proxy.fill import FillUnavailable, decode_with_fill
+from walletgate.proxy.holds import (
+    GET_APPROVAL,
+    get_approval,
+    hold_info,
+    hold_response,
+    may_hold,
+    resent,
+    state_response,
+)
 from walletgate.proxy.jsonrpc import dumps
 from walletgate.proxy.metrics import Metrics
+from walletgate.proxy.settle import forward, forward_and_settle, settle_quietly
+from walletgate.storage.approvals import fingerprint, move
+from walletgate.storage.approvals import lock as lock_approval
 from walletgate.storage.audit import AuditOutcome, AuditRecord, AuditUnavailable, AuditWriter
-from walletgate.storage.balance_cache import (
-    balance_entry,
-    drop_balances,
-    get_balances,
-    put_balance,
-)
-from walletgate.storage.cache_keys import balance_key
+from walletgate.storage.balance_cache import balance_entry, get_balances, put_balance
 from walletgate.storage.counters import (
     CounterRefusal,
     Counters,
@@ -95,6 +102,9 @@ class Gateway:
     balance_ttl: int
     reads_fail_open: bool
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    #: The database, for held spends (resends, ``walletgate_getApproval``); None: no
+    #: approvals are looked up (a held spend is still held and answered).
+    pool: asyncpg.Pool | None = None
 
 
 def intent_to_json(intent: object) -> dict[str, Any]:
@@ -227,6 +237,11 @@ class CallHandler:
             decision = _unavailable("policies and credentials cannot be checked")
             self._count(decision)
             return _refusal(call_id, decision, None)
+        if method == GET_APPROVAL:
+            limited = await self._count_request(call_id, method_class, None)
+            if limited is not None:
+                return limited
+            return await get_approval(self._gw.pool, call_id, self._caller.agent_id, params)
         if method_class in (MethodClass.SPENDING, MethodClass.SIGNING):
             # Counted against request rates once decoded, so wallet-scoped limits apply.
             return await self._spend(call_id, method, method_class, params)
@@ -405,18 +420,7 @@ class CallHandler:
         return [await self._forward(payload) for payload in payloads]
 
     async def _forward(self, payload: Any) -> BackendReply:
-        started = time.perf_counter()
-        reply = await self._backend.post(payload)
-        self._gw.metrics.backend_latency.observe(time.perf_counter() - started)
-        if reply.outcome is ForwardOutcome.UNKNOWN:
-            self._gw.metrics.backend_errors.labels(
-                backend=self._backend.backend.name, kind="unknown"
-            ).inc()
-        elif reply.outcome is ForwardOutcome.REJECTED:
-            self._gw.metrics.backend_errors.labels(
-                backend=self._backend.backend.name, kind="rpc_error"
-            ).inc()
-        return reply
+        return await forward(self._gw, self._backend, payload)
 
     # -- spends --------------------------------------------------------------------------
 
@@ -430,6 +434,18 @@ class CallHandler:
             request_json=call_json(call_id, method, params),
             started=time.perf_counter(),
         )
+        # A resend of a held request is answered with its approval's state (or result):
+        # never a second hold, never a second spend.
+        print_ = fingerprint(method, params, self._caller.agent_id, self._backend.backend.chain_id)
+        if may_hold(self._policies):
+            found = await resent(self._gw.pool, self._caller.agent_id, print_)
+            if found is not None:
+                limited = await self._count_request(call_id, method_class, None)
+                if limited is not None:
+                    return limited
+                if isinstance(found, Exception):
+                    return await self._refuse_spend(call, _unavailable("approvals unavailable"))
+                return state_response(call_id, found)
         try:
             # Gas and fees the request leaves to the backend are filled first: the filled
             # request is what is judged, logged and forwarded.
@@ -461,6 +477,10 @@ class CallHandler:
             agent_id=self._caller.agent_id, decoded=decoded, chain_id=self._backend.backend.chain_id
         )
         decision = evaluate(request, self._policies, call.now)
+        if decision.outcome is Outcome.HOLD:
+            return await asyncio.shield(
+                asyncio.ensure_future(self._reserve_and_hold(call, decision, print_))
+            )
         if decision.outcome is not Outcome.ALLOW:
             limited = await self._count_request(call_id, method_class, call.wallet)
             if limited is not None:
@@ -517,6 +537,65 @@ class CallHandler:
         self._count(decision)
         return await self._forward_and_settle(spend, reserved)
 
+    async def _reserve_and_hold(
+        self, spend: _SpendCall, decision: Decision, print_: str
+    ) -> Response:
+        """A held spend reserves its amount now, like an allowed one, so that approving it
+        later cannot break a cap; it is logged with its approval and answered at once."""
+        call_id = spend.request_json["id"]
+        requests = request_rate_claims(self._caller.agent_id, spend.wallet, self._policies)
+        try:
+            reserved = await self._admit(
+                str(spend.tx_id), requests, decision.claims, now=spend.now.timestamp()
+            )
+        except CountersUnavailable as exc:
+            _log.warning("refusing %s: %s", spend.method, exc)
+            return await self._refuse_spend(spend, _unavailable("counters unavailable"))
+        if isinstance(reserved, CounterRefusal) and reserved.claim.unit == REQUESTS:
+            return self._rate_limited(call_id, reserved)
+        if isinstance(reserved, CounterRefusal):
+            refused = counter_refusal_decision(decision, reserved)
+            return await self._refuse_spend(spend, refused, retry_after=reserved.retry_after)
+        record = dataclasses.replace(
+            self._record(spend, decision, "held"),
+            approval_id=uuid.uuid4(),
+            hold=hold_info(decision, spend.now, print_),
+        )
+        try:
+            await self._gw.audit.insert(record)
+        except AuditUnavailable as exc:
+            _log.warning("refusing %s: %s", spend.method, exc)
+            await self._settle_quietly(reserved, refund=True)
+            decision = _unavailable("audit log unavailable")
+            self._count(decision)
+            return _refusal(call_id, decision, None)
+        if not await self._still_reserved(reserved) and record.approval_id is not None:
+            # Redis lost the reservation after it was made (see _reserve_and_forward): the
+            # hold must not be approvable on a counter that may not count it.
+            await self._settle_quietly(reserved, refund=True)
+            await self._cancel_hold(record.approval_id, "the counters were lost")
+            decision = _unavailable("the counters were lost while deciding")
+            self._count(decision)
+            return _refusal(call_id, decision, spend.tx_id)
+        self._count(decision)
+        return hold_response(call_id, decision, record)
+
+    async def _cancel_hold(self, approval_id: uuid.UUID, why: str) -> None:
+        if self._gw.pool is None:
+            return
+        try:
+            async with self._gw.pool.acquire() as conn, conn.transaction():
+                row = await lock_approval(conn, approval_id)
+                if row is not None and row["status"] == "pending":
+                    await move(conn, row, "cancelled", actor="walletgate", reason=why)
+                    await conn.execute(
+                        "UPDATE approvals SET refunded_at = now() WHERE id = $1", approval_id
+                    )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            # Approving it later would count it where a rebuilt counter may not: the
+            # operator sees the warning; the refund above was made.
+            _log.error("could not cancel hold %s (%s): %s", approval_id, why, exc)
+
     def _mark_not_forwarded(self, spend: _SpendCall, why: str) -> None:
         """Queue the outcome of an allowed spend refused before forwarding (a no-op if
         its row was never written): the audit writer retries it until it lands."""
@@ -542,90 +621,22 @@ class CallHandler:
         return _refusal(spend.request_json["id"], decision, spend.tx_id, **extra)
 
     async def _forward_and_settle(self, spend: _SpendCall, reserved: Reservation) -> Response:
-        tx_id, request_json, decoded, started = (
-            spend.tx_id,
-            spend.request_json,
-            spend.decoded,
-            spend.started,
+        assert spend.decoded is not None  # only decoded calls are allowed and forwarded
+        settled = await forward_and_settle(
+            self._gw,
+            self._backend,
+            tx_id=spend.tx_id,
+            request_json=spend.request_json,
+            decoded=spend.decoded,
+            reserved=reserved,
+            started=spend.started,
         )
-        assert decoded is not None  # only decoded calls are allowed and forwarded
-        forwarded_at = time.perf_counter()
-        reply = await self._forward(request_json)
-        settled = self._gw.clock()
-        timings = {
-            "decide_ms": round((forwarded_at - started) * 1000, 3),
-            "backend_ms": round((time.perf_counter() - forwarded_at) * 1000, 3),
-        }
-        # A forwarded spend changes the wallet's balance: its cached answers go, in the
-        # same round trip as the commit when there is one.
-        stale_balances = (
-            balance_key(self._backend.backend.chain_id, decoded.wallet)
-            if decoded.wallet is not None and decoded.method_class is MethodClass.SPENDING
-            else None
-        )
-        if reply.outcome is ForwardOutcome.SUCCESS:
-            await self._settle_quietly(reserved, refund=False, also_delete=stale_balances)
-            stale_balances = None  # dropped with the commit
-            result = reply.body.get("result") if isinstance(reply.body, dict) else None
-            tx_hash = (
-                result.lower()
-                if isinstance(result, str)
-                and len(result) == 66
-                and decoded.method != "wallet_sendCalls"
-                and decoded.method.startswith("eth_send")
-                else None
-            )
-            self._gw.audit.update(
-                AuditOutcome(
-                    tx_id, "committed", settled, tx_hash=tx_hash or decoded.tx_hash, timings=timings
-                )
-            )
-        elif reply.outcome is ForwardOutcome.REJECTED:
-            await self._settle_quietly(reserved, refund=True)
-            error = reply.body.get("error") if isinstance(reply.body, dict) else None
-            self._gw.audit.update(
-                AuditOutcome(tx_id, "refunded", settled, backend_error=error, timings=timings)
-            )
-        else:
-            # It may have been broadcast: the reservation keeps counting until reconciled.
-            self._gw.audit.update(
-                AuditOutcome(
-                    tx_id,
-                    "unknown",
-                    settled,
-                    tx_hash=decoded.tx_hash,
-                    backend_error={"message": reply.detail},
-                    timings=timings,
-                )
-            )
-        if stale_balances is not None and decoded.wallet is not None:
-            try:
-                await drop_balances(self._gw.redis, self._backend.backend.chain_id, decoded.wallet)
-            except (RedisError, CacheUnavailable):
-                _log.warning("could not drop the balance cache of %s", decoded.wallet)
-        self._gw.metrics.spend_latency.observe(time.perf_counter() - started)
-        if reply.body is None:
-            return errors.error_object(
-                request_json["id"],
-                errors.RESOURCE_UNAVAILABLE,
-                f"the backend's answer is unknown ({reply.detail}); the transaction may have been "
-                "sent and keeps counting against limits until reconciled",
-                {"decision": "allow", "reason": "backend_unknown", "transaction_id": str(tx_id)},
-            )
-        return _with_id(reply.body, request_json["id"])
+        return settled.response
 
     async def _settle_quietly(
         self, reserved: Reservation, *, refund: bool, also_delete: str | None = None
     ) -> None:
-        try:
-            if refund:
-                await self._gw.counters.refund(reserved)
-            else:
-                await self._gw.counters.commit(reserved, also_delete=also_delete)
-        except CountersUnavailable as exc:
-            # A refund that did not happen over-counts (the safe side) until the window
-            # passes; a commit that did not happen leaves a record that expires.
-            _log.warning("could not settle reservation %s: %s", reserved.id, exc)
+        await settle_quietly(self._gw, reserved, refund=refund, also_delete=also_delete)
 
     # -- audit helpers -------------------------------------------------------------------
 
@@ -660,7 +671,7 @@ class CallHandler:
             explanation=decision.to_json(),
             amounts=dict(decision.amounts),
             usd_value=decision.usd_value,
-            claims=claims_to_json(decision.claims) if status == "pending" else [],
+            claims=claims_to_json(decision.claims) if status in ("pending", "held") else [],
             timings={"decide_ms": round((time.perf_counter() - call.started) * 1000, 3)},
             notify=decision.notify,
         )

@@ -16,10 +16,12 @@ import aiohttp
 from aiohttp import web
 from aiohttp.log import access_logger
 
+from walletgate.admin.server import start_admin
 from walletgate.config.settings import Settings, SettingsError
 from walletgate.notify.delivery import DeliveryConfig, WebhookWorker
 from walletgate.proxy.app import AppState, build_app
 from walletgate.proxy.backend import BackendClient, BackendError, new_session, redact_url
+from walletgate.proxy.executor import ApprovalWorker
 from walletgate.proxy.log_redaction import RedactingAccessLogger, configure_logging
 from walletgate.proxy.metrics import new_metrics
 from walletgate.proxy.pipeline import Gateway
@@ -45,6 +47,7 @@ async def gateway_app(settings: Settings, stores: Stores) -> AsyncIterator[web.A
     session = new_session(settings)
     audit = AuditWriter(stores.pool, max_batch=settings.audit_batch_max)
     webhooks = WebhookWorker(stores.pool, DeliveryConfig.from_settings(settings))
+    approvals: ApprovalWorker | None = None
     try:
         backends = {b.name: BackendClient(b, session) for b in backends_config}
         for client in backends.values():
@@ -58,9 +61,12 @@ async def gateway_app(settings: Settings, stores: Stores) -> AsyncIterator[web.A
             metrics=new_metrics(),
             balance_ttl=settings.balance_cache_ttl,
             reads_fail_open=settings.reads_fail_open,
+            pool=stores.pool,
         )
         state = StateCache(stores.redis, stores.pool, settings)
         await _warm_state(state)
+        approvals = ApprovalWorker(stores.pool, gateway, backends, state)
+        await approvals.start()
         app_state = AppState(gateway=gateway, state=state, backends=backends, pool=stores.pool)
         yield build_app(
             app_state,
@@ -68,6 +74,8 @@ async def gateway_app(settings: Settings, stores: Stores) -> AsyncIterator[web.A
             request_read_timeout=settings.request_read_timeout,
         )
     finally:
+        if approvals is not None:
+            await approvals.close()
         await webhooks.close()
         await audit.close()
         await session.close()
@@ -148,6 +156,9 @@ async def serve(
                 "backend %s: %s (chain %d)", backend.name, redact_url(backend.url), backend.chain_id
             )
         print(f"walletgate listening on http://{settings.host}:{settings.port}/", flush=True)
+        admin = await start_admin(settings, stores)
+        if admin is not None:
+            stack.push_async_callback(admin.cleanup)
         if on_ready is not None:
             on_ready()
         try:

@@ -46,7 +46,7 @@ class Delivery:
     def to_json(self) -> dict[str, Any]:
         """JSON-able data (ids as strings, times ISO-8601)."""
         out: dict[str, Any] = {}
-        for key in self.__slots__:  # type: ignore[attr-defined]
+        for key in self.__slots__:
             value = getattr(self, key)
             out[key] = (
                 str(value)
@@ -78,11 +78,13 @@ async def list_deliveries(
     status: str | None = None,
     owner: str | None = None,
     event_id: UUID | None = None,
-    before: datetime | None = None,
+    after: tuple[datetime, UUID] | None = None,
     limit: int = 50,
 ) -> list[Delivery]:
-    """Deliveries, newest first, filtered by status, owner and event; ``before`` (a
-    ``created_at``) pages backwards."""
+    """Deliveries, newest first, filtered by status, owner and event.
+
+    Keyset pagination: pass the last row's ``(created_at, id)`` as ``after`` to get the
+    page that follows it (stable while new deliveries arrive)."""
     if status is not None and status not in DELIVERY_STATUSES:
         raise WebhookError(f"unknown status {status!r}: expected one of {DELIVERY_STATUSES}")
     if not 1 <= limit <= _MAX_LIMIT:
@@ -97,13 +99,13 @@ async def list_deliveries(
         if value is not None:
             args.append(value)
             clauses.append(f"{column} = ${len(args)}")
-    if before is not None:
-        args.append(before)
-        clauses.append(f"d.created_at < ${len(args)}")
+    if after is not None:
+        args += after
+        clauses.append(f"(d.created_at, d.id) < (${len(args) - 1}, ${len(args)})")
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     args.append(limit)
     rows = await conn.fetch(
-        f"{_SELECT} {where} ORDER BY d.created_at DESC, d.id LIMIT ${len(args)}", *args
+        f"{_SELECT} {where} ORDER BY d.created_at DESC, d.id DESC LIMIT ${len(args)}", *args
     )
     return [_delivery(row) for row in rows]
 
@@ -121,7 +123,9 @@ def parse_delivery_id(text: str) -> UUID:
     try:
         return UUID(text)
     except ValueError:
-        raise WebhookError(f"{text!r} is not a delivery id (a UUID, as 'webhooks list' shows)") from None
+        raise WebhookError(
+            f"{text!r} is not a delivery id (a UUID, as 'webhooks list' shows)"
+        ) from None
 
 
 async def retry_delivery(

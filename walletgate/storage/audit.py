@@ -28,6 +28,7 @@ import asyncpg
 
 from walletgate.notify.events import spend_event
 from walletgate.notify.outbox import record_events
+from walletgate.storage.approvals import HoldInfo, insert_holds
 
 _log = logging.getLogger(__name__)
 
@@ -58,8 +59,10 @@ class AuditRecord:
     usd_value: Decimal | None = None
     claims: Sequence[Any] = ()
     timings: dict[str, float] = field(default_factory=dict)
-    # Set for a held request: the id of the approval row written with it.
+    # Set for a held request: the id of the approval row written with it, and what
+    # that row records (walletgate.storage.approvals).
     approval_id: UUID | None = None
+    hold: HoldInfo | None = None
     # A `notify` tier fired: a spend.notify event goes to the owner's outbox in the
     # transaction that writes this row (walletgate.notify.outbox).
     notify: bool = False
@@ -150,10 +153,6 @@ INSERT INTO transactions (id, created_at, agent_id, wallet_id, owner_id, chain_i
 VALUES ($1::uuid, $2::timestamptz, $3::text, $4::text, $5::text, $6::bigint, $7::text,
         $8::text, $9::text, $10::text, $11::text, $12::numeric, $13::jsonb -> 0,
         $13::jsonb -> 1, $13::jsonb -> 2, $13::jsonb -> 3, $13::jsonb -> 4, $13::jsonb -> 5)
-"""
-
-_INSERT_APPROVALS = """
-INSERT INTO approvals (id, transaction_id) SELECT * FROM unnest($1::uuid[], $2::uuid[])
 """
 
 # Each row is updated at most once per statement (see _rounds).
@@ -350,9 +349,9 @@ class AuditWriter:
         async with self._pool.acquire() as conn, conn.transaction():
             if inserts:
                 await _execute(conn, _INSERT, _INSERT_ONE, [_insert_args(r) for r, _ in inserts])
-                approvals = [(r.approval_id, r.id) for r, _ in inserts if r.approval_id]
-                if approvals:
-                    await conn.execute(_INSERT_APPROVALS, *_columns(approvals))
+                held = [r for r, _ in inserts if r.approval_id]
+                if held:
+                    await insert_holds(conn, held)
                 notified = [r for r, _ in inserts if r.notify and r.owner_id is not None]
                 if notified:
                     await record_events(conn, [spend_event(r) for r in notified])

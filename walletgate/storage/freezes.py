@@ -138,7 +138,9 @@ async def freeze(
             return FreezeChange(existing, False, None)
         version = await bump_state_version(conn)
         owners = await owners_of_target(conn, scope, target)
-        await record_events(conn, freeze_events("freeze.created", _from_row(row), owners, actor=actor))
+        await record_events(
+            conn, freeze_events("freeze.created", _from_row(row), owners, actor=actor)
+        )
     return FreezeChange(_from_row(row), True, version)
 
 

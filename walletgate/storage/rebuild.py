@@ -25,10 +25,11 @@ import asyncpg
 
 from walletgate.storage.windows import Bucketing, WindowShape, bucket_of
 
-#: Statuses of rows whose reservations still count.
-LIVE_STATUSES = ("pending", "committed", "unknown")
+#: Statuses of rows whose reservations still count ("held": a spend waiting for its
+#: owner's approval or its delay reserves its amount when it is held).
+LIVE_STATUSES = ("held", "pending", "committed", "unknown")
 #: Of those, the ones whose reservation may still be refunded.
-IN_FLIGHT_STATUSES = frozenset({"pending", "unknown"})
+IN_FLIGHT_STATUSES = frozenset({"held", "pending", "unknown"})
 
 # A claim key starts with its scope; each scope has a column and a partial index.
 _SCOPE_COLUMNS = {"wallet": "wallet_id", "agent": "agent_id", "owner": "owner_id"}
