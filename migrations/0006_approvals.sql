@@ -64,7 +64,8 @@ ALTER TABLE approvals
     ADD CONSTRAINT approvals_decided_check CHECK ((status = 'pending') = (decided_at IS NULL)),
     ADD CONSTRAINT approvals_delay_check CHECK ((kind = 'delay') = (release_at IS NOT NULL));
 UPDATE approvals SET expires_at = requested_at + interval '24 hours' WHERE expires_at IS NULL;
-ALTER TABLE approvals ALTER COLUMN expires_at SET NOT NULL;
+ALTER TABLE approvals ALTER COLUMN expires_at SET NOT NULL,
+                      ALTER COLUMN expires_at SET DEFAULT now() + interval '24 hours';
 
 CREATE INDEX approvals_fingerprint_idx ON approvals (fingerprint) WHERE fingerprint IS NOT NULL;
 CREATE INDEX approvals_expiry_idx ON approvals (expires_at) WHERE status = 'pending';

@@ -3,7 +3,6 @@ owner keys, revoked keys, problem documents for bad input and cursor pagination.
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from tests.support.admin_world import (
     two_owner_document,
 )
 from walletgate.admin.app import build_admin_app
-from walletgate.admin.spec import document
+from walletgate.admin.spec import document, schema_validator
 from walletgate.config.settings import Settings
 from walletgate.service.admin_keys import revoke_key
 from walletgate.storage.runtime import Stores, open_stores
@@ -312,18 +311,30 @@ async def _held(admin: Admin, wallet: str) -> uuid.UUID:
     return approval
 
 
-async def test_approvals_are_listed_and_shown_within_the_owner(admin: Admin) -> None:
+async def test_approvals_are_listed_shown_and_decided_within_the_owner(admin: Admin) -> None:
     mine, theirs = await _held(admin, "trader-hot"), await _held(admin, "bot-main")
     listed = (await admin.call("GET", "/approvals", admin.keys.acme))[1]
     assert ids(listed) == [str(mine)]
     assert len(ids((await admin.call("GET", "/approvals", admin.keys.operator))[1])) == 2
     status, shown, _ = await admin.call("GET", f"/approvals/{mine}", admin.keys.acme)
     assert status == 200 and shown["wallet_id"] == "trader-hot"
+    approval = schema_validator("Approval")
+    for item in (shown, *listed["items"]):
+        assert not list(approval.iter_errors(item)), item
     assert (await admin.call("GET", f"/approvals/{theirs}", admin.keys.acme))[0] == 403
-    assert (await admin.call("POST", f"/approvals/{theirs}/reject", admin.keys.acme))[0] == 403
-    if importlib.util.find_spec("walletgate.service.approvals") is None:
-        status, body, _ = await admin.call("POST", f"/approvals/{mine}/cancel", admin.keys.acme)
-        assert status == 501 and "cannot cancel" in body["detail"]
+    for verb in ("approve", "reject", "cancel"):
+        path = f"/approvals/{theirs}/{verb}"
+        assert (await admin.call("POST", path, admin.keys.acme, json={}))[0] == 403
+    status, cancelled, _ = await admin.call(
+        "POST", f"/approvals/{mine}/cancel", admin.keys.acme, json={"reason": "changed my mind"}
+    )
+    assert status == 200 and cancelled["status"] == "cancelled", cancelled
+    assert cancelled["decided_by"] == f"admin-key:{admin.keys.acme_prefix}"
+    assert not list(approval.iter_errors(cancelled))
+    status, body, _ = await admin.call("POST", f"/approvals/{mine}/approve", admin.keys.acme)
+    assert status == 409, body
+    missing = f"/approvals/{uuid.uuid4()}/reject"
+    assert (await admin.call("POST", missing, admin.keys.operator))[0] == 404
 
 
 async def test_webhook_deliveries_are_listed_and_retried(admin: Admin) -> None:

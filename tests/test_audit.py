@@ -268,7 +268,11 @@ async def test_held_spends_get_their_approval_rows_in_the_same_batch(
     others = [_record(decision="deny", status="denied", reason="cap") for _ in range(3)]
     await asyncio.gather(*(writer.insert(r) for r in [held[0], *others, *held[1:]]))
     [batch] = statements.transactions()  # one transaction: the rows, then their approvals
-    assert [" ".join(q.split()[:3]) for q in batch] == [_INSERT_PREFIX, "INSERT INTO approvals"]
+    assert [" ".join(q.split()[:3]) for q in batch] == [
+        _INSERT_PREFIX,
+        "INSERT INTO approvals",
+        "INSERT INTO approval_transitions",  # each approval's first history row
+    ]
     rows = await pool.fetch("SELECT id, transaction_id, status FROM approvals")
     assert {(r["id"], r["transaction_id"], r["status"]) for r in rows} == {
         (r.approval_id, r.id, "pending") for r in held

@@ -411,7 +411,7 @@ def test_rules_compile_to_the_evaluator_model() -> None:
         {"id": "hours", "type": "time_window", "timezone": "Europe/Berlin",
          "days": ["fri", "mon"], "from": "22:00", "to": "06:00"},
         {"id": "hold", "type": "tier", "asset": "wusd", "above": "0.5", "action": "delay",
-         "delay": "15m"},
+         "delay": "15m", "approval_timeout": "2h"},
         {"id": "monthly", "type": "cumulative_cap", "usd": "100.50", "calendar": "month",
          "scope": "owner"},
     )  # fmt: skip
@@ -428,6 +428,7 @@ def test_rules_compile_to_the_evaluator_model() -> None:
     assert (hours.days, hours.start, hours.end) == (frozenset({0, 4}), time(22, 0), time(6, 0))
     assert isinstance(hold, Tier)
     assert (hold.above.asset, hold.above.base_units, hold.delay_seconds) == ("wusd", 500_000, 900)
+    assert hold.approval_timeout_seconds == 7200
     assert isinstance(monthly, CumulativeCap)
     assert monthly.limit.usd == Decimal("100.5")
     assert (monthly.window.calendar, monthly.window.timezone, monthly.scope) == (

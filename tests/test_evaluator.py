@@ -1090,6 +1090,18 @@ def test_a_hold_waits_for_the_longest_delay_or_the_owner(
     assert decision.to_json()["hold_delay_seconds"] == delay
 
 
+def test_a_hold_expires_after_the_shortest_timeout_of_its_tiers() -> None:
+    tiers = (
+        Tier("slow", eth_limit("1"), "delay", delay_seconds=60, approval_timeout_seconds=900),
+        Tier("owner", eth_limit("1"), "require_approval", approval_timeout_seconds=300),
+        Tier("later", eth_limit("5"), "require_approval", approval_timeout_seconds=10),
+    )
+    decision = evaluate(spend(native(ALICE, eth("1.1"))), world(CAPS, policy("t", *tiers)), NOW)
+    assert (decision.outcome, decision.hold_timeout_seconds) == (Outcome.HOLD, 300)
+    untimed = world(CAPS, policy("t", Tier("owner", eth_limit("1"), "require_approval")))
+    assert evaluate(spend(native(ALICE, eth("1.1"))), untimed, NOW).hold_timeout_seconds is None
+
+
 # -- counter claims ----------------------------------------------------------------------
 
 

@@ -30,6 +30,8 @@ from walletgate.admin.spec import Operation, document_json, operations, read_bod
 from walletgate.config.document_errors import DocumentInvalid
 from walletgate.config.settings import Settings
 from walletgate.errors import UserError
+from walletgate.service.approval_signatures import SignatureRefused
+from walletgate.service.approvals import ApprovalConflict, ApprovalNotFound
 from walletgate.service.settlement import SettlementError
 from walletgate.storage.cache import CacheUnavailable, StateCache
 from walletgate.storage.counters import CountersUnavailable
@@ -63,6 +65,10 @@ _STATUSES: tuple[tuple[type[UserError], int], ...] = (
     (TokenAlreadyRevoked, 409),
     (ApplyError, 409),
     (SettlementError, 409),
+    (ApprovalNotFound, 404),
+    (ApprovalConflict, 409),
+    # A missing, wrong, expired or replayed owner signature: not authorized.
+    (SignatureRefused, 403),
 )
 
 

@@ -1,23 +1,26 @@
-"""Approvals (list, show; approve, reject, cancel) and webhook deliveries (list, retry).
-
-Deciding an approval is :mod:`walletgate.service.approvals`'s work. Until that module
-offers ``approve_approval``, ``reject_approval`` and ``cancel_approval`` (each called as
-``f(stores, approval_id, actor=..., note=..., signature=..., signature_expires_at=...)``
-and returning the approval's id), the three routes answer 501 problem documents.
-"""
+"""Approvals (list, show, signing request; approve, reject, cancel) and webhook
+deliveries (list, retry): formatting over :mod:`walletgate.service.approvals` and
+:mod:`walletgate.service.webhooks`."""
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
 from aiohttp import web
 
-from walletgate.admin.call import Call, Handler, found, json_response
+from walletgate.admin.call import Call, Handler, json_response
 from walletgate.admin.problems import Problem
-from walletgate.service.approval_views import ApprovalFilter, get_approval, list_approvals
+from walletgate.service.approval_views import ApprovalFilter
+from walletgate.service.approvals import (
+    ApprovalNotFound,
+    approve,
+    cancel,
+    get_approval,
+    list_approvals,
+    reject,
+    signing_request,
+)
 from walletgate.service.transactions import decode_cursor, encode_cursor
 from walletgate.service.webhooks import (
     WebhookError,
@@ -40,13 +43,17 @@ async def list_approvals_h(call: Call) -> web.StreamResponse:
         owner=call.caller.owner_filter(p.get("owner")),
         limit=p.get("limit", DEFAULT_LIMIT),
     )
-    return json_response({"items": await list_approvals(call.stores, flt)})
+    items = await list_approvals(call.stores, flt, owner_id=call.caller.owner)
+    return json_response({"items": items})
 
 
 async def _checked_approval(call: Call, approval_id: UUID) -> dict[str, Any]:
-    item: dict[str, Any] = found(
-        await get_approval(call.stores, approval_id), f"approval {approval_id}"
-    )
+    """The approval, if it exists (404) and is within the key's reach (403: the service
+    itself would only say "not found" for another owner's)."""
+    try:
+        item = await get_approval(call.stores, approval_id)
+    except ApprovalNotFound as exc:
+        raise Problem(404, str(exc)) from None
     call.caller.require_owner(item["owner_id"], f"approval {approval_id}")
     return item
 
@@ -55,38 +62,49 @@ async def get_approval_h(call: Call) -> web.StreamResponse:
     return json_response(await _checked_approval(call, call.params["approval_id"]))
 
 
-def _action(name: str) -> Callable[..., Awaitable[Any]] | None:
-    """``walletgate.service.approvals.<name>``, or ``None`` while it does not exist."""
-    try:
-        module = importlib.import_module("walletgate.service.approvals")
-    except ModuleNotFoundError:
-        return None
-    action = getattr(module, name, None)
-    return action if callable(action) else None
+async def signing_request_h(call: Call) -> web.StreamResponse:
+    approval_id: UUID = call.params["approval_id"]
+    await _checked_approval(call, approval_id)
+    document = await signing_request(
+        call.stores, approval_id, expiry=call.params["expiry"], owner_id=call.caller.owner
+    )
+    return json_response(document)
 
 
-def _decision(verb: str) -> Handler:
-    name = f"{verb}_approval"
+async def approve_h(call: Call) -> web.StreamResponse:
+    approval_id: UUID = call.params["approval_id"]
+    await _checked_approval(call, approval_id)
+    body = call.body or {}
+    await approve(
+        call.stores,
+        approval_id,
+        actor=call.caller.actor,
+        reason=body.get("reason", ""),
+        signature=body.get("signature"),
+        signature_expiry=body.get("signature_expiry"),
+        owner_id=call.caller.owner,
+    )
+    return json_response(await _checked_approval(call, approval_id))
 
-    async def decide(call: Call) -> web.StreamResponse:
-        approval_id: UUID = call.params["approval_id"]
-        await _checked_approval(call, approval_id)
-        action = _action(name)
-        if action is None:
-            raise Problem(501, f"this walletgate cannot {verb} approvals over the API yet")
-        body = call.body or {}
-        await action(
-            call.stores,
-            approval_id,
-            actor=call.caller.actor,
-            note=body.get("note", ""),
-            signature=body.get("signature"),
-            signature_expires_at=body.get("signature_expires_at"),
-        )
-        return json_response(await _checked_approval(call, approval_id))
 
-    decide.__name__ = f"{verb}_h"
-    return decide
+async def reject_h(call: Call) -> web.StreamResponse:
+    approval_id: UUID = call.params["approval_id"]
+    await _checked_approval(call, approval_id)
+    reason = (call.body or {}).get("reason", "")
+    await reject(
+        call.stores, approval_id, actor=call.caller.actor, reason=reason, owner_id=call.caller.owner
+    )
+    return json_response(await _checked_approval(call, approval_id))
+
+
+async def cancel_h(call: Call) -> web.StreamResponse:
+    approval_id: UUID = call.params["approval_id"]
+    await _checked_approval(call, approval_id)
+    reason = (call.body or {}).get("reason", "")
+    await cancel(
+        call.stores, approval_id, actor=call.caller.actor, reason=reason, owner_id=call.caller.owner
+    )
+    return json_response(await _checked_approval(call, approval_id))
 
 
 async def list_deliveries_h(call: Call) -> web.StreamResponse:
@@ -123,9 +141,10 @@ async def retry_delivery_h(call: Call) -> web.StreamResponse:
 HANDLERS: dict[str, Handler] = {
     "listApprovals": list_approvals_h,
     "getApproval": get_approval_h,
-    "approveApproval": _decision("approve"),
-    "rejectApproval": _decision("reject"),
-    "cancelApproval": _decision("cancel"),
+    "getApprovalSigningRequest": signing_request_h,
+    "approveApproval": approve_h,
+    "rejectApproval": reject_h,
+    "cancelApproval": cancel_h,
     "listDeliveries": list_deliveries_h,
     "retryDelivery": retry_delivery_h,
 }

@@ -89,6 +89,11 @@ def _validator(pointer: str) -> Draft202012Validator:
     )
 
 
+def schema_validator(name: str) -> Draft202012Validator:
+    """A validator of the document's ``components.schemas.<name>`` (for tests and tools)."""
+    return _validator(f"/components/schemas/{_escape(name)}")
+
+
 def _resolve(node: Mapping[str, Any], pointer: str) -> tuple[Mapping[str, Any], str]:
     """Follow a local ``$ref`` (once is all the document uses): the node and its pointer."""
     ref = node.get("$ref")

@@ -83,6 +83,12 @@ class Settings:
     webhook_max_attempts: int = 12
     webhook_backoff_base: float = 10.0
     webhook_backoff_max: float = 3600.0
+    # Approvals (walletgate.proxy.executor): how often each gateway releases due delays,
+    # expires and refunds holds and claims approved ones; and how long a claimed
+    # approval may stay 'executing' before it is taken for a dead gateway's ('unknown').
+    # The lease must exceed the longest forward (backend timeout).
+    approval_poll_interval: float = 0.5
+    approval_lease: float = 300.0
 
     @property
     def embedded(self) -> bool:

@@ -65,7 +65,14 @@ async def gateway_app(settings: Settings, stores: Stores) -> AsyncIterator[web.A
         )
         state = StateCache(stores.redis, stores.pool, settings)
         await _warm_state(state)
-        approvals = ApprovalWorker(stores.pool, gateway, backends, state)
+        approvals = ApprovalWorker(
+            stores.pool,
+            gateway,
+            backends,
+            state,
+            interval=settings.approval_poll_interval,
+            lease_seconds=settings.approval_lease,
+        )
         await approvals.start()
         app_state = AppState(gateway=gateway, state=state, backends=backends, pool=stores.pool)
         yield build_app(

@@ -21,6 +21,8 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+from eth_keys.exceptions import BadSignature
+from eth_utils.exceptions import ValidationError
 
 from walletgate.errors import UserError
 
@@ -80,7 +82,7 @@ def recover_signer(document: Mapping[str, Any], signature: str) -> str:
     try:
         signable = encode_typed_data(full_message=dict(document))
         signer = Account.recover_message(signable, signature=signature)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, BadSignature, ValidationError) as exc:
         raise SignatureRefused(f"the signature cannot be read: {exc}") from None
     return str(signer).lower()
 
