@@ -31,8 +31,9 @@ from tests.support.fault_backend import Fault, FaultyBackend
 from tests.support.fault_checks import check_ledger
 from tests.support.fault_load import Sent
 from tests.support.fault_world import World, fault_world
+from tests.support.spender_fleet import worth
 
-CAP = 8_000  # wei per wallet
+CAP = worth(8_000, 8)  # wei per wallet: about eight spends of VALUES fit, fees included
 VALUES = (500, 900)
 TIMEOUT = 2.0  # the gateways' backend timeout (seconds)
 SLOW, HANG = 0.25, TIMEOUT + 1.0
@@ -102,7 +103,7 @@ async def test_slow_hung_and_reset_backends_then_reconcile(world: World) -> None
     committed = sum(s.tx_hash in mined for s in unknown)
     summary = f"{len(unknown)} to reconcile: commit {committed}, refund {len(unknown) - committed}"
     assert f"{summary}, 0 left as they are" in out, out
-    assert re.search(r"^0 to reconcile", await world.reconcile(), re.M)  # settled once
+    assert re.search(r"^reconcile: 0 to reconcile", await world.reconcile(), re.M)  # settled once
 
     witnesses = await scenario.witnesses(sent, outside)
     after = check_ledger(witnesses, CAP, settled=True)

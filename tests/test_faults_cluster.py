@@ -37,6 +37,7 @@ from tests.support.fault_checks import check_ledger
 from tests.support.fault_load import Load, Sent, Spender
 from tests.support.fault_world import World, fault_world
 from tests.support.faults import restart
+from tests.support.spender_fleet import worth
 from walletgate.config.settings import Settings
 from walletgate.policies.claims import claim_key
 from walletgate.policies.decision import CounterClaim
@@ -47,7 +48,7 @@ from walletgate.storage.redis_client import REDIS_ERRORS
 from walletgate.storage.redis_guard import CacheUnavailable, redis_errors
 from walletgate.storage.runtime import connect_redis
 
-CAP = 8_000  # wei per wallet: about eight spends of VALUES fit
+CAP = worth(8_000, 8)  # wei per wallet: about eight spends of VALUES fit, fees included
 VALUES = (800, 1_200)
 PER_SIDE = 4  # agents with wallets on the stopped master, and elsewhere
 #: Milliseconds a node may stay silent before the others declare it failed.

@@ -28,8 +28,9 @@ from tests.support.devnet import Devnet
 from tests.support.fault_backend import Fault, FaultyBackend
 from tests.support.fault_checks import check_ledger
 from tests.support.fault_world import World, fault_world
+from tests.support.spender_fleet import worth
 
-CAP = 8_000  # wei per wallet: about eight spends of VALUES fit
+CAP = worth(8_000, 8)  # wei per wallet: about eight spends of VALUES fit, fees included
 VALUES = (800, 1_200)
 SLOW = 0.4  # seconds each spend spends in the backend
 AGENTS, GATEWAYS = 12, 3
@@ -87,7 +88,9 @@ async def test_gateways_killed_with_spends_in_flight_lose_no_record(world: World
 
     await asyncio.sleep(max(0.0, killed + 1.1 - time.monotonic()))
     out = await world.reconcile("--pending-older-than", "1s")
-    assert re.search(rf"^{len(pending)} to reconcile: .*, 0 left as they are$", out, re.M), out
+    assert re.search(
+        rf"^reconcile: {len(pending)} to reconcile: .*, 0 left as they are$", out, re.M
+    ), out
     witnesses = await scenario.witnesses(sent, outside)
     after = check_ledger(witnesses, CAP, settled=True)
     await world.counters_agree(witnesses, scenario.rule)

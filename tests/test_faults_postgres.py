@@ -28,9 +28,10 @@ from tests.support.fault_checks import check_ledger
 from tests.support.fault_world import World, fault_world
 from tests.support.faults import PrivatePostgres, private_postgres
 from tests.support.servers import with_database
+from tests.support.spender_fleet import worth
 from walletgate.storage.migrations import apply_migrations
 
-CAP = 8_000  # wei per wallet: about eight spends of VALUES fit
+CAP = worth(8_000, 8)  # wei per wallet: about eight spends of VALUES fit, fees included
 VALUES = (800, 1_200)
 TEMPLATE = "wg_faults_template"
 
@@ -101,7 +102,7 @@ async def test_postgres_crashes_mid_load_and_walletgate_resumes_without_a_restar
     assert outage and all(s.unavailable for s in outage), [s.reply for s in outage]
     assert int(str(read["result"]), 16) > 0
     out = await world.reconcile("--pending-older-than", "1s")
-    assert re.search(r"^0 to reconcile", out, re.M), out
+    assert re.search(r"^reconcile: 0 to reconcile", out, re.M), out
     await world.counters_agree(witnesses, scenario.rule)
     assert world.exited() == []
     print(f"postgres crashed mid-load: {tally.line()}; {len(outage)} spends during the outage")

@@ -25,8 +25,9 @@ from tests.support.fault_checks import check_ledger
 from tests.support.fault_world import World, fault_world
 from tests.support.faults import PrivateValkey, private_valkey
 from tests.support.gateway import free_port
+from tests.support.spender_fleet import worth
 
-CAP = 8_000  # wei per wallet: about eight spends of VALUES fit
+CAP = worth(8_000, 8)  # wei per wallet: about eight spends of VALUES fit, fees included
 VALUES = (800, 1_200)
 
 

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 ETH = 10**18
 GWEI = 10**9
 WUSD = 10**6
-WALLET_KEY = 3  # devnet key 3: no other module sends from it
+WALLET_KEY = 8  # devnet key 8: no other module sends from it
 DEPLOYER_KEY = 5
 D1 = "0xe57bfe9f44b819898f47bf37e5af72a0783e1141"  # devnet key 6
 D2 = "0xd41c057fd1c78805aac12b0a94a405c0461a6fbb"  # devnet key 7

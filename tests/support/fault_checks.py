@@ -263,7 +263,7 @@ def _within_caps(witnesses: Witnesses, tally: Tally, cap: int) -> list[str]:
     for sent in witnesses.sent:
         row = witnesses.row(sent.raw)
         if row is not None and row.status in LIVE_STATUSES:
-            counted[sent.wallet] = counted.get(sent.wallet, 0) + sent.value
+            counted[sent.wallet] = counted.get(sent.wallet, 0) + sent.counted
     problems = []
     for wallet in set(moved) | set(counted):
         over = max(moved.get(wallet, 0), counted.get(wallet, 0)) - cap
@@ -329,7 +329,7 @@ async def check_counters(
     problems = []
     for wallet, claim in wallet_claims(witnesses, rule).items():
         key = counter_of(claim).key
-        live_total = sum(sent.value for sent in live.values() if sent.wallet == wallet)
+        live_total = sum(sent.counted for sent in live.values() if sent.wallet == wallet)
         orphans = 0
         records = [r async for r in redis.scan_iter(match=record_key(group_of(claim), "*"))]
         for record in records:

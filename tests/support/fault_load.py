@@ -30,10 +30,13 @@ from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 
 from tests.support.devnet import Devnet
+from tests.support.spender_fleet import FEE, FEE_PER_GAS, GAS
 from walletgate.config.amounts import from_base_units
 
 #: Gas for a plain transfer, and what each agent's wallet is funded with.
-TRANSFER_GAS = 21_000
+#: Every transfer names its gas and fee per gas (those of the spender fleet), so
+#: walletgate fills nothing and counts exactly ``value + FEE`` (fees are spending).
+TRANSFER_GAS = GAS
 FUNDING_WEI = 10**18
 #: ``Sent.failure`` when the gateway could not be connected to (it is down).
 NOT_CONNECTED = "not connected"
@@ -116,6 +119,11 @@ class Sent:
     status: int | None  # HTTP status; None when no answer came
     reply: dict[str, Any] | None
     failure: str | None = None  # the transport error when no answer came
+
+    @property
+    def counted(self) -> int:
+        """What walletgate counts for it: the value and the most its fee can cost."""
+        return self.value + FEE
 
     @property
     def error(self) -> dict[str, Any]:
@@ -208,7 +216,7 @@ class Load:
         self._max_fee = 0
 
     async def start(self) -> None:
-        self._max_fee = 2 * int(await self.devnet.rpc("eth_gasPrice"), 16) + 1
+        self._max_fee = FEE_PER_GAS
         connector = aiohttp.TCPConnector(limit=0, force_close=True)
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=60)

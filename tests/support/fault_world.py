@@ -36,6 +36,7 @@ from tests.support.fault_load import (
 )
 from tests.support.fleet import Fleet, running_fleet
 from tests.support.gateway import start_gateway, stop_process, wait_healthy
+from tests.support.spender_fleet import FEE_PER_GAS
 from walletgate.config.settings import Settings
 from walletgate.storage.runtime import connect_redis
 from walletgate.storage.tokens import issue_token
@@ -158,7 +159,7 @@ class World:
         nonce on a 1-wei transfer of its own, straight to the chain. Their hashes."""
         lost = [s for s in sent if s.outcome_unknown]
         hashes = []
-        max_fee = 2 * int(await self.devnet.rpc("eth_gasPrice"), 16) + 1
+        max_fee = FEE_PER_GAS
         for spender in self.spenders:
             count = await self.devnet.rpc("eth_getTransactionCount", [spender.address, "pending"])
             nonce = int(count, 16)
