@@ -9,11 +9,16 @@ refused rather than judged under one of them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import eth_abi
 from eth_abi.exceptions import DecodingError, EncodingError
+from eth_utils import function_signature_to_4byte_selector
+
+Context = TypeVar("Context")
+Result = TypeVar("Result")
 
 
 class NonCanonicalAbi(ValueError):
@@ -37,3 +42,23 @@ def decode_canonical(types: Sequence[str], body: bytes) -> tuple[Any, ...]:
             "(trailing bytes, dirty padding or unusual offsets)"
         )
     return tuple(values)
+
+
+@dataclass(frozen=True)  # no slots: a slotted generic dataclass breaks Generic's __call__
+class AbiFunction(Generic[Context, Result]):
+    """A contract function a decoder recognises by its selector: its name and argument
+    types, and how its decoded arguments (with the call's context) become a result."""
+
+    name: str
+    arg_types: tuple[str, ...]
+    build: Callable[[Context, tuple[Any, ...]], Result]
+
+    @property
+    def signature(self) -> str:
+        """The canonical signature, ``transfer(address,uint256)``."""
+        return f"{self.name}({','.join(self.arg_types)})"
+
+    @property
+    def selector(self) -> bytes:
+        """The 4-byte selector of :attr:`signature`."""
+        return bytes(function_signature_to_4byte_selector(self.signature))

@@ -20,9 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from eth_utils import function_signature_to_4byte_selector
-
-from walletgate.abi import NonCanonicalAbi, decode_canonical
+from walletgate.abi import AbiFunction, NonCanonicalAbi, decode_canonical
 from walletgate.intents import (
     MAX_UINT256,
     UNLIMITED_APPROVAL_THRESHOLD,
@@ -91,19 +89,8 @@ def _increase_allowance(context: TokenCallContext, args: tuple[Any, ...]) -> Tok
     return approval(context, spender, amount, "increaseAllowance")
 
 
-@dataclass(frozen=True, slots=True)
-class _TokenFunction:
-    name: str
-    arg_types: tuple[str, ...]
-    build: Callable[[TokenCallContext, tuple[Any, ...]], TokenIntent]
-
-    @property
-    def signature(self) -> str:
-        return f"{self.name}({','.join(self.arg_types)})"
-
-    @property
-    def selector(self) -> bytes:
-        return bytes(function_signature_to_4byte_selector(self.signature))
+#: The functions this module decodes, with their context and intent types.
+_TokenFunction = AbiFunction[TokenCallContext, TokenIntent]
 
 
 def _first(count: int, build: Callable[[TokenCallContext, tuple[Any, ...]], TokenIntent]) -> Any:

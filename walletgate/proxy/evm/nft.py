@@ -28,13 +28,10 @@ call whose standard does not match the collection's kind.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from eth_utils import function_signature_to_4byte_selector
-
-from walletgate.abi import NonCanonicalAbi, decode_canonical
+from walletgate.abi import AbiFunction, NonCanonicalAbi, decode_canonical
 from walletgate.intents import DecodeError, NftApproval, NftTransfer, canonical_address
 
 NftIntent = NftTransfer | NftApproval
@@ -107,19 +104,8 @@ def _set_approval_for_all(context: NftCallContext, args: tuple[Any, ...]) -> Nft
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _NftFunction:
-    name: str
-    arg_types: tuple[str, ...]
-    build: Callable[[NftCallContext, tuple[Any, ...]], NftIntent]
-
-    @property
-    def signature(self) -> str:
-        return f"{self.name}({','.join(self.arg_types)})"
-
-    @property
-    def selector(self) -> bytes:
-        return bytes(function_signature_to_4byte_selector(self.signature))
+#: The functions this module decodes, with their context and intent types.
+_NftFunction = AbiFunction[NftCallContext, NftIntent]
 
 
 _FUNCTIONS = (
