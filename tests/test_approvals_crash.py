@@ -70,7 +70,7 @@ async def test_a_gateway_dying_mid_forward_leaves_an_unknown_spend_sent_once(
     recipient = fresh_recipient()
     data = await hold(fleet, recipient, APPROVAL)
     # The backend holds the spend, then drops it: it never reaches the chain.
-    backend.delay, backend.mode = 60.0, "drop"
+    backend.delay, backend.mode = 10.0, "drop"
     fleet.cli("approvals", "approve", data["approval_id"])
     await until_status(fleet, data["approval_id"], "executing")
     claimer = (

@@ -32,7 +32,8 @@ from tests.support.devnet import Devnet
 from tests.support.fleet import Fleet, running_fleet
 from tests.support.gateway import start_gateway, stop_process, wait_healthy
 from tests.support.spender_fleet import WALLET, flush_redis, fresh_recipient, transfer
-from walletgate.storage.counters import CounterRefusal, Counters, claims_from_json
+from walletgate.policies.decision import CounterClaim
+from walletgate.storage.counters import CounterRefusal, Counters, claims_from_json, counter_of
 from walletgate.storage.rebuild import PostgresClaimHistory, claims_from_row
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -140,9 +141,19 @@ def cli(fleet: Fleet, *args: str, check: bool = True) -> Any:
     return fleet.cli("approvals", *args, check=check)
 
 
+def daily_claim(claims: Any) -> CounterClaim:
+    return next(c for c in claims_from_json(claims_from_row(claims)) if c.rule == "daily")
+
+
+def reserved(claims: Any) -> int:
+    """What the hold's daily-cap claim adds to its counter (rounded up to its scale)."""
+    counter = counter_of(daily_claim(claims))
+    return counter.amount * counter.scale
+
+
 async def counted(fleet: Fleet, claims: Any) -> int:
     """What the daily cap's counter holds now (a peek that never fits reports it)."""
-    claim = next(c for c in claims_from_json(claims_from_row(claims)) if c.rule == "daily")
+    claim = daily_claim(claims)
     probe = dataclasses.replace(claim, amount=claim.limit + 1)
     redis = aioredis.Redis.from_url(fleet.env["WALLETGATE_REDIS_URL"])
     pool = await asyncpg.create_pool(fleet.database_url, min_size=1, max_size=2)
@@ -188,6 +199,12 @@ async def test_two_racing_approvals_mine_the_spend_exactly_once(
         "executing",
         "executed",
     ], history
+    # Each step the owner hears of is in the outbox, written with the step itself.
+    events = await fleet.rows(
+        "SELECT type FROM outbox_events WHERE payload->>'approval_id' = $1 ORDER BY created_at",
+        data["approval_id"],
+    )
+    assert [e["type"] for e in events] == ["hold.created", "hold.approved", "hold.executed"]
 
 
 async def test_a_rejected_spend_is_never_mined_and_its_amount_comes_back(
@@ -201,7 +218,8 @@ async def test_a_rejected_spend_is_never_mined_and_its_amount_comes_back(
     row = await approval(fleet, data["approval_id"])
     assert (row["status"], row["tx_status"]) == ("rejected", "refunded"), row
     assert row["refunded_at"] is not None
-    assert await counted(fleet, row["claims"]) < held  # the reservation was given back
+    # The reservation was given back, exactly (no other spend of this wallet meanwhile).
+    assert await counted(fleet, row["claims"]) == held - reserved(row["claims"])
     approved = cli(fleet, "approve", data["approval_id"], check=False)
     assert approved.returncode == 1 and "rejected" in approved.stderr
     await asyncio.sleep(2.0)
@@ -221,7 +239,7 @@ async def test_a_hold_nobody_looks_at_expires_and_is_refunded(fleet: Fleet, devn
             break
         await asyncio.sleep(0.1)
     assert (row["tx_status"], row["refunded_at"] is not None) == ("refunded", True), row
-    assert await counted(fleet, row["claims"]) < held
+    assert await counted(fleet, row["claims"]) == held - reserved(row["claims"])
     late = cli(fleet, "approve", data["approval_id"], check=False)
     assert late.returncode == 1 and "expired" in late.stderr
     assert await devnet.balance(recipient) == 0
@@ -257,6 +275,20 @@ async def test_a_delay_cancelled_in_time_never_runs(fleet: Fleet, devnet: Devnet
     await after(data["release_at"])
     row = await approval(fleet, data["approval_id"])
     assert (row["status"], row["tx_status"]) == ("cancelled", "refunded"), row
+    assert await devnet.balance(recipient) == 0
+
+
+async def test_a_freeze_wins_over_an_approval(fleet: Fleet, devnet: Devnet) -> None:
+    recipient = fresh_recipient()
+    data = await hold(fleet, recipient, APPROVAL)
+    fleet.cli("freeze", "--agent", "spender", "--reason", "incident")
+    try:
+        cli(fleet, "approve", data["approval_id"])
+        row = await until_status(fleet, data["approval_id"], "cancelled", "executed")
+    finally:
+        fleet.cli("unfreeze", "--agent", "spender", "--reason", "over")
+    assert (row["status"], row["tx_status"]) == ("cancelled", "refunded"), row
+    await asyncio.sleep(2.0)
     assert await devnet.balance(recipient) == 0
 
 

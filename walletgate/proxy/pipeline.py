@@ -48,8 +48,7 @@ from walletgate.proxy.holds import (
 from walletgate.proxy.jsonrpc import dumps
 from walletgate.proxy.metrics import Metrics
 from walletgate.proxy.settle import forward, forward_and_settle, settle_quietly
-from walletgate.storage.approvals import fingerprint, move
-from walletgate.storage.approvals import lock as lock_approval
+from walletgate.storage.approvals import cancel_lost_hold, fingerprint
 from walletgate.storage.audit import AuditOutcome, AuditRecord, AuditUnavailable, AuditWriter
 from walletgate.storage.balance_cache import balance_entry, get_balances, put_balance
 from walletgate.storage.counters import (
@@ -573,28 +572,12 @@ class CallHandler:
             # Redis lost the reservation after it was made (see _reserve_and_forward): the
             # hold must not be approvable on a counter that may not count it.
             await self._settle_quietly(reserved, refund=True)
-            await self._cancel_hold(record.approval_id, "the counters were lost")
+            await cancel_lost_hold(self._gw.pool, record.approval_id, "the counters were lost")
             decision = _unavailable("the counters were lost while deciding")
             self._count(decision)
             return _refusal(call_id, decision, spend.tx_id)
         self._count(decision)
         return hold_response(call_id, decision, record)
-
-    async def _cancel_hold(self, approval_id: uuid.UUID, why: str) -> None:
-        if self._gw.pool is None:
-            return
-        try:
-            async with self._gw.pool.acquire() as conn, conn.transaction():
-                row = await lock_approval(conn, approval_id)
-                if row is not None and row["status"] == "pending":
-                    await move(conn, row, "cancelled", actor="walletgate", reason=why)
-                    await conn.execute(
-                        "UPDATE approvals SET refunded_at = now() WHERE id = $1", approval_id
-                    )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            # Approving it later would count it where a rebuilt counter may not: the
-            # operator sees the warning; the refund above was made.
-            _log.error("could not cancel hold %s (%s): %s", approval_id, why, exc)
 
     def _mark_not_forwarded(self, spend: _SpendCall, why: str) -> None:
         """Queue the outcome of an allowed spend refused before forwarding (a no-op if

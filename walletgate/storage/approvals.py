@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +31,8 @@ from walletgate.storage.rebuild import claims_from_row
 
 if TYPE_CHECKING:
     from walletgate.storage.audit import AuditRecord
+
+_log = logging.getLogger(__name__)
 
 #: How long a hold waits for its owner when its tier names no ``approval_timeout``.
 DEFAULT_TIMEOUT_SECONDS = 24 * 3600
@@ -352,3 +355,21 @@ async def give_back(
         "UPDATE approvals SET refunded_at = now() WHERE id = $1 AND refunded_at IS NULL",
         row["id"],
     )
+
+
+async def cancel_lost_hold(pool: asyncpg.Pool | None, approval_id: UUID, why: str) -> None:
+    """Cancel a hold just written whose reservation Redis lost (the caller refunded
+    what was left of it): approving it later would count it where a rebuilt counter
+    may not. A database error is logged; the operator sees it."""
+    if pool is None:
+        return
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            row = await lock(conn, approval_id)
+            if row is not None and row["status"] == "pending":
+                await move(conn, row, "cancelled", actor="walletgate", reason=why)
+                await conn.execute(
+                    "UPDATE approvals SET refunded_at = now() WHERE id = $1", approval_id
+                )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        _log.error("could not cancel hold %s (%s): %s", approval_id, why, exc)
