@@ -26,8 +26,9 @@ from walletgate.intents import MethodClass
 from walletgate.proxy import errors
 from walletgate.proxy.backend import BackendClient
 from walletgate.proxy.evm.methods import classify
+from walletgate.proxy.gateway import Caller, Gateway, StateMoved
 from walletgate.proxy.jsonrpc import Item, dumps, parse_body
-from walletgate.proxy.pipeline import Caller, CallHandler, Gateway, StateMoved
+from walletgate.proxy.pipeline import CallHandler
 from walletgate.storage.cache import Snapshot, StateCache
 from walletgate.storage.redis_guard import CacheUnavailable
 from walletgate.storage.tokens import TokenInfo

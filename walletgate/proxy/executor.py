@@ -36,7 +36,7 @@ from walletgate.proxy.backend import BackendClient
 from walletgate.proxy.evm.decode import decode_call
 from walletgate.proxy.evm.fees import MissingFeeFields
 from walletgate.proxy.evm.methods import classify
-from walletgate.proxy.pipeline import Gateway
+from walletgate.proxy.gateway import Gateway
 from walletgate.proxy.settle import forward_and_settle
 from walletgate.storage.approvals import due, give_back, lock, move
 from walletgate.storage.audit import AuditOutcome

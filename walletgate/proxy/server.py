@@ -22,9 +22,9 @@ from walletgate.notify.delivery import DeliveryConfig, WebhookWorker
 from walletgate.proxy.app import AppState, build_app
 from walletgate.proxy.backend import BackendClient, BackendError, new_session, redact_url
 from walletgate.proxy.executor import ApprovalWorker
+from walletgate.proxy.gateway import Gateway
 from walletgate.proxy.log_redaction import RedactingAccessLogger, configure_logging
 from walletgate.proxy.metrics import new_metrics
-from walletgate.proxy.pipeline import Gateway
 from walletgate.storage.audit import AuditWriter
 from walletgate.storage.cache import StateCache
 from walletgate.storage.counters import Counters

@@ -30,7 +30,7 @@ from walletgate.storage.counters import CountersUnavailable, Reservation
 from walletgate.storage.redis_guard import CacheUnavailable
 
 if TYPE_CHECKING:
-    from walletgate.proxy.pipeline import Gateway
+    from walletgate.proxy.gateway import Gateway
 
 _log = logging.getLogger(__name__)
 

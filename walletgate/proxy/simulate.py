@@ -23,12 +23,12 @@ from walletgate.policies.decision import Decision, Outcome, Reason
 from walletgate.policies.evaluator import evaluate
 from walletgate.policies.model import PolicySet
 from walletgate.policies.request import SpendRequest
+from walletgate.proxy.answers import counter_refusal_decision
 from walletgate.proxy.backend import BackendClient, new_session
 from walletgate.proxy.evm.decode import decode_call
 from walletgate.proxy.evm.methods import classify
 from walletgate.proxy.fill import FillUnavailable, decode_with_fill
 from walletgate.proxy.jsonrpc import Call, parse_body
-from walletgate.proxy.pipeline import counter_refusal_decision
 from walletgate.storage.cache import StateCache
 from walletgate.storage.counters import CounterRefusal, Counters
 from walletgate.storage.rebuild import PostgresClaimHistory
