@@ -67,7 +67,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _record(module: ModuleType, index: int) -> Any:
-    """An allowed spend's intent row, shaped like the pipeline's (see proxy.answers.audit_record)."""
+    """An allowed spend's intent row, shaped like proxy.answers.audit_record makes it."""
     return module.AuditRecord(
         id=uuid.uuid4(),
         created_at=datetime.now(UTC),
