@@ -37,4 +37,18 @@ ensure_node_clients() {
     fi
 }
 ensure_node_clients
+# The console's browser tests (tests/test_console_e2e.py) drive Debian's chromium through
+# Playwright; Playwright cannot download its own browsers here.
+ensure_chromium() {
+    command -v chromium >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing chromium (the console's browser tests drive it)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        say "chromium is missing: install Debian's chromium (the console's browser tests)"
+        return 1
+    fi
+}
+ensure_chromium
 exec "$VENV/bin/python" -m pytest "$@"

@@ -29,6 +29,7 @@ from walletgate.admin.problems import Problem, problem_response
 from walletgate.admin.spec import Operation, document_json, operations, read_body, read_params
 from walletgate.config.document_errors import DocumentInvalid
 from walletgate.config.settings import Settings
+from walletgate.console.routes import add_console
 from walletgate.errors import UserError
 from walletgate.service.approval_signatures import SignatureRefused
 from walletgate.service.approvals import ApprovalConflict, ApprovalNotFound
@@ -159,6 +160,7 @@ def build_admin_app(stores: Stores, settings: Settings) -> web.Application:
         stores, settings, StateCache(stores.redis, stores.pool, settings)
     )
     app.on_cleanup.append(_close_state)
+    add_console(app, CONTEXT_KEY)
     handlers = _handlers()
     for op in operations():
         if op.public:

@@ -89,6 +89,10 @@ class Settings:
     # The lease must exceed the longest forward (backend timeout).
     approval_poll_interval: float = 0.5
     approval_lease: float = 300.0
+    # The owner console (walletgate.console) on the admin listener: how long a sign-in
+    # lasts, and whether its cookie is marked Secure (set it behind TLS).
+    console_session_minutes: int = 30
+    console_secure_cookies: bool = False
 
     @property
     def embedded(self) -> bool:
