@@ -223,6 +223,55 @@ async def test_transactions_page_through_every_row_once_and_filter(admin: Admin)
         assert status == 400, (bad, body)
 
 
+async def test_transactions_search_in_the_query(admin: Admin) -> None:
+    pool = admin.stores.pool
+    found = await insert_transaction(pool, "trader-hot")
+    await pool.execute(
+        "UPDATE transactions SET tx_hash = $2, reason = 'over the 100% cap' WHERE id = $1",
+        found,
+        "0x" + "ab" * 32,
+    )
+    others = [await insert_transaction(pool, "trader-hot") for _ in range(3)]
+    theirs = await insert_transaction(pool, "bot-main")
+    await pool.execute(
+        "UPDATE transactions SET tx_hash = $2 WHERE id = $1", theirs, "0x" + "ab" * 32
+    )
+    for q in ("0X" + "AB" * 32, "100%", str(found)[:13]):
+        status, page, _ = await admin.call("GET", "/transactions", admin.keys.acme, params={"q": q})
+        assert status == 200 and [r["id"] for r in page["items"]] == [str(found)], (q, page)
+    # "%" and "_" are literal, not patterns; an owner key finds only its own rows.
+    status, page, _ = await admin.call("GET", "/transactions", admin.keys.acme, params={"q": "%_%"})
+    assert status == 200 and page["items"] == []
+    status, page, _ = await admin.call(
+        "GET", "/transactions", admin.keys.operator, params={"q": "ab" * 32}
+    )
+    assert sorted(r["id"] for r in page["items"]) == sorted([str(found), str(theirs)])
+    assert str(others[0]) not in {r["id"] for r in page["items"]}
+
+
+async def test_daily_spending_sums_base_units_exactly(admin: Admin) -> None:
+    pool = admin.stores.pool
+    big = str(10**30 + 1)  # beyond a float's precision
+    for amounts, row_status in (
+        ({"eth": big}, "committed"),
+        ({"eth": "2"}, "unknown"),
+        ({"eth": "5"}, "refunded"),
+    ):
+        await insert_transaction(pool, "trader-hot", amounts=amounts, status=row_status)
+    await insert_transaction(pool, "bot-main", amounts={"eth": "7"})
+    status, body, _ = await admin.call(
+        "GET", "/spending/daily", admin.keys.acme, params={"days": "3"}
+    )
+    assert status == 200, body
+    today = [i for i in body["items"] if i["day"] == datetime.now(UTC).date().isoformat()]
+    assert [(i["wallet"], i["asset"], i["spent"]) for i in today] == [
+        ("trader-hot", "eth", str(10**30 + 3))
+    ]
+    assert (await admin.call("GET", "/spending/daily?owner=globex", admin.keys.acme))[0] == 403
+    assert (await admin.call("GET", "/spending/daily?wallet=bot-main", admin.keys.acme))[0] == 403
+    assert (await admin.call("GET", "/spending/daily?days=91", admin.keys.acme))[0] == 400
+
+
 async def test_spend_summaries_show_limit_spent_and_left(admin: Admin) -> None:
     claim = {
         "key": "wallet:trader-hot:trader-limits:eth-daily:eth",

@@ -14,23 +14,25 @@ With WALLETGATE_TEST_CONSOLE_SCREENSHOTS=1 each page is saved under docs/console
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from eth_account import Account
-from eth_account.messages import encode_typed_data
+from eth_account.messages import encode_defunct, encode_typed_data
 from playwright.async_api import Browser, Page, async_playwright
 
 from tests.support.devnet import Devnet
 from tests.support.fleet import Fleet, running_fleet
-from tests.support.gateway import free_port
-from tests.support.spender_fleet import WALLET, flush_redis, fresh_recipient, transfer
+from tests.support.gateway import free_port, issue_token
+from tests.support.spender_fleet import FEE, WALLET, flush_redis, fresh_recipient, transfer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -49,15 +51,20 @@ CHROMIUM_ARGS = [
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "console"
 APPROVER_KEY = "0x" + (9).to_bytes(32, "big").hex()
 RIVAL_WALLET = str(Account.from_key("0x" + (7).to_bytes(32, "big").hex()).address).lower()
+SPARE_WALLET = str(Account.from_key("0x" + (4).to_bytes(32, "big").hex()).address).lower()
 _KEY = re.compile(r"wga_[A-Za-z0-9_-]{43}")
 
 
 def document(chain_id: int, daily: str = "20") -> str:
     return f"""version: 1
 owners: [{{id: ops}}, {{id: rivals}}]
-agents: [{{id: spender, owner: ops}}, {{id: rival-bot, owner: rivals}}]
+agents:
+  - {{id: spender, owner: ops}}
+  - {{id: helper, owner: ops}}
+  - {{id: rival-bot, owner: rivals}}
 wallets:
   - {{id: hot, owner: ops, agent: spender, chain: {chain_id}, address: "{WALLET}"}}
+  - {{id: spare, owner: ops, agent: helper, chain: {chain_id}, address: "{SPARE_WALLET}"}}
   - {{id: cold, owner: rivals, agent: rival-bot, chain: {chain_id}, address: "{RIVAL_WALLET}"}}
 assets:
   - id: eth
@@ -79,6 +86,10 @@ policies:
         above: "0.5"
         action: require_approval
         approval_timeout: 10m
+  - id: spare-budget
+    wallet: spare
+    rules:
+      - {{id: spare-daily, type: cumulative_cap, asset: eth, max: "1", window: 24h, scope: wallet}}
   - id: rival-budget
     wallet: cold
     rules:
@@ -249,6 +260,7 @@ async def test_kill_switch_refuses_the_agents_next_spend(
     page = await signed_in(browser, fleet, issue_key(fleet, "ops"))
     await page.goto(f"{console_url(fleet)}/freezes")
     await page.get_by_label("Agent", exact=True).first.check()
+    await page.locator("select[name=agent_target]").select_option("spender")
     await page.get_by_label("Reason (recorded)").fill("leaked token")
     await page.get_by_role("button", name="Freeze…").click()
     await page.wait_for_url("**/console/freezes/confirm")
@@ -268,6 +280,118 @@ async def test_kill_switch_refuses_the_agents_next_spend(
     await page.get_by_role("button", name="Yes, unfreeze agent spender").click()
     await page.wait_for_url("**/console/freezes")
     assert "Nothing is frozen" in await page.locator(".frozen").inner_text()
+    await page.context.close()
+
+
+def spare_transfer(recipient: str, wei: int) -> list[Any]:
+    """``transfer`` from the helper agent's wallet."""
+    params = transfer(recipient, wei)
+    params[0]["from"] = SPARE_WALLET
+    return params
+
+
+async def test_the_owner_kill_switch_freezes_each_of_its_agents_at_once(
+    fleet: Fleet, devnet: Devnet, browser: Browser
+) -> None:
+    helper = dataclasses.replace(fleet, token=issue_token("helper", fleet.env))
+    page = await signed_in(browser, fleet, issue_key(fleet, "ops"))
+    await page.goto(f"{console_url(fleet)}/freezes")
+    await page.get_by_label("Owner (each of its agents and wallets)").check()
+    await page.get_by_label("Reason (recorded)").fill("owner away")
+    await page.get_by_role("button", name="Freeze…").click()
+    await page.get_by_role("button", name="Yes, freeze owner ops").click()
+    await page.wait_for_url("**/console/freezes")
+    frozen = await page.locator(".frozen").inner_text()
+    for target in ("agent spender", "agent helper", "wallet hot", "wallet spare"):
+        assert target in frozen, frozen
+    assert "rival" not in frozen and "cold" not in frozen
+    rows = await fleet.rows("SELECT scope, target FROM freezes WHERE unfrozen_at IS NULL")
+    assert sorted((r["scope"], r["target"]) for r in rows) == [
+        ("agent", "helper"),
+        ("agent", "spender"),
+        ("wallet", "hot"),
+        ("wallet", "spare"),
+    ]
+    recipient = fresh_recipient()
+    for agent, params in (
+        (fleet, transfer(recipient, ETH // 100)),
+        (helper, spare_transfer(recipient, ETH // 100)),
+    ):
+        reply = await agent.rpc(0, "eth_sendTransaction", params)
+        assert reply["error"]["data"]["decision"] == "deny", reply
+        assert "frozen" in reply["error"]["message"].lower(), reply
+    assert await devnet.balance(recipient) == 0
+
+    # Lifting it is one switch too.
+    await page.get_by_label("Owner (each of its agents and wallets)").check()
+    await page.get_by_label("Reason (recorded)").fill("back")
+    await page.get_by_role("button", name="Lift…").click()
+    await page.get_by_role("button", name="Yes, unfreeze owner ops").click()
+    await page.wait_for_url("**/console/freezes")
+    assert "Nothing is frozen" in await page.locator(".frozen").inner_text()
+    await page.context.close()
+
+
+async def test_the_audit_search_runs_in_the_query_over_every_page(
+    fleet: Fleet, browser: Browser
+) -> None:
+    recipient = fresh_recipient()
+    for _ in range(51):  # over the 24h cap: denied, nothing forwarded
+        reply = await fleet.rpc(0, "eth_sendTransaction", transfer(recipient, 30 * ETH))
+        assert reply["error"]["data"]["decision"] == "deny", reply
+    for _ in range(600):  # the audit writer batches
+        rows = await fleet.rows(
+            "SELECT count(*) AS n FROM transactions WHERE request::text ILIKE $1",
+            f"%{recipient[2:]}%",
+        )
+        if rows[0]["n"] == 51:
+            break
+        await asyncio.sleep(0.1)
+    page = await signed_in(browser, fleet, issue_key(fleet, "ops"))
+    await page.goto(f"{console_url(fleet)}/audit")
+    await page.get_by_label("Search").fill(recipient.upper().replace("0X", "0x"))
+    await page.get_by_role("button", name="Filter").click()
+    await page.wait_for_url("**/console/audit?**")
+    assert await page.locator(".cards > li.tx").count() == 50
+    await page.get_by_role("link", name="Older").click()
+    assert await page.locator(".cards > li.tx").count() == 1
+    assert recipient in page.url.lower() or "q=" in page.url  # the filter is kept
+    assert await page.get_by_role("link", name="Older").count() == 0
+    await page.goto(f"{console_url(fleet)}/audit?q=no-such-thing-{recipient[2:10]}")
+    assert "No decisions match" in await page.locator(".cards").inner_text()
+    await page.context.close()
+
+
+async def todays_spending(page: Page, fleet: Fleet) -> int:
+    await page.goto(f"{console_url(fleet)}/spending")
+    chart = page.locator('figure.chart[data-wallet="hot"][data-asset="eth"]')
+    if await chart.count() == 0:
+        return 0
+    today = datetime.now(UTC).date().isoformat()
+    row = chart.locator("tbody tr").last
+    assert await row.locator("th").text_content() == today  # in a closed <details>
+    return int(await row.locator("td").nth(1).text_content() or "")
+
+
+async def test_the_spending_chart_shows_a_spend_made_now(
+    fleet: Fleet, devnet: Devnet, browser: Browser
+) -> None:
+    page = await signed_in(browser, fleet, issue_key(fleet, "ops"))
+    before = await todays_spending(page, fleet)
+    recipient = fresh_recipient()
+    reply = await fleet.rpc(0, "eth_sendTransaction", transfer(recipient, ETH // 100))
+    assert "result" in reply, reply
+    for _ in range(600):  # the audit writer batches
+        after = await todays_spending(page, fleet)
+        if after != before:
+            break
+        await asyncio.sleep(0.1)
+    # The transfer and its network fee (fees are spending), exactly, in base units.
+    assert ETH // 100 < after - before <= ETH // 100 + FEE, (before, after)
+    chart = page.locator('figure.chart[data-wallet="hot"][data-asset="eth"]')
+    assert "ETH spent by wallet hot per day" in (await chart.locator("desc").text_content() or "")
+    assert await chart.locator("rect.day-bar").count() == 14
+    assert "rivals" not in await page.locator("main").inner_text()
     await page.context.close()
 
 
@@ -352,6 +476,92 @@ async def test_an_owner_signature_approval_is_signed_in_the_page(
                 break
             await asyncio.sleep(0.1)
         assert await devnet.balance(recipient) == HELD
+        await page.context.close()
+    finally:
+        fleet.cli("approvals", "approver", "ops", "--clear")
+
+
+async def wallet_challenge(browser: Browser, fleet: Fleet, owner: str) -> Page:
+    """A fresh browser at the wallet sign-in page of ``owner``'s approver."""
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(f"{console_url(fleet)}/signin")
+    await page.get_by_label("Owner id").fill(owner)
+    await page.get_by_role("button", name="Get the message to sign").click()
+    await page.wait_for_url("**/console/signin/challenge")
+    return page
+
+
+def personal_sign(message: str, key: str) -> str:
+    signed = Account.sign_message(encode_defunct(text=message), key)
+    return "0x" + bytes(signed.signature).hex()
+
+
+async def test_the_owners_approver_signs_in_with_a_siwe_message(
+    fleet: Fleet, devnet: Devnet, browser: Browser
+) -> None:
+    approver = Account.from_key(APPROVER_KEY).address
+    fleet.cli("approvals", "approver", "ops", approver)
+    try:
+        page = await wallet_challenge(browser, fleet, "rivals")  # no approver registered
+        assert "has no approver address" in await page.get_by_role("alert").inner_text()
+        await page.context.close()
+
+        page = await wallet_challenge(browser, fleet, "ops")
+        message = await page.get_by_label("Message to sign").input_value()
+        host = console_url(fleet).split("/")[2]
+        assert message.startswith(f"{host} wants you to sign in with your Ethereum account:\n")
+        assert f"\n{approver}\n" in message and "Nonce: " in message
+        assert "Expiration Time: " in message
+        # Another key's signature is refused, and burns the nonce.
+        other = "0x" + (8).to_bytes(32, "big").hex()
+        await page.get_by_label("Signature").fill(personal_sign(message, other))
+        await page.get_by_role("button", name="Sign in", exact=True).click()
+        assert "not by owner ops's approver" in await page.get_by_role("alert").inner_text()
+        assert not any(c["name"] == "wg_console" for c in await page.context.cookies())
+        await page.context.close()
+
+        page = await wallet_challenge(browser, fleet, "ops")
+        message = await page.get_by_label("Message to sign").input_value()
+        nonce = await page.locator("input[name=nonce]").input_value()
+        signature = personal_sign(message, APPROVER_KEY)
+        await page.get_by_label("Signature").fill(signature)
+        await shot(page, "signin-wallet")
+        await page.get_by_role("button", name="Sign in", exact=True).click()
+        await page.wait_for_url("**/console/approvals")
+        await page.goto(f"{console_url(fleet)}/freezes")
+        text = await page.locator("main").inner_text()
+        assert "spender" in text and "cold" not in text and "rival" not in text
+        response = await page.goto(f"{console_url(fleet)}/audit?owner=rivals")
+        assert response is not None and response.status == 403
+        await page.context.close()
+
+        # The same nonce and signature again: refused (single use).
+        page = await (await browser.new_context()).new_page()
+        await page.goto(f"{console_url(fleet)}/signin")
+        replay = await page.evaluate(
+            """async ([url, form]) => {
+                form.pre_token = document.querySelector("input[name=pre_token]").value;
+                const r = await fetch(url, {method: "POST", body: new URLSearchParams(form)});
+                return [r.status, await r.text()]; }""",
+            [f"{console_url(fleet)}/signin/wallet", {"nonce": nonce, "signature": signature}],
+        )
+        assert replay[0] == 401 and "used already" in replay[1], replay
+        await page.context.close()
+
+        # A challenge past its expiry: refused even with the right signature.
+        page = await wallet_challenge(browser, fleet, "ops")
+        message = await page.get_by_label("Message to sign").input_value()
+        nonce = await page.locator("input[name=nonce]").input_value()
+        await fleet.rows(
+            "UPDATE console_challenges SET expires_at = now() - interval '1 second'"
+            " WHERE nonce = $1 RETURNING nonce",
+            nonce,
+        )
+        await page.get_by_label("Signature").fill(personal_sign(message, APPROVER_KEY))
+        await page.get_by_role("button", name="Sign in", exact=True).click()
+        assert "expired" in await page.get_by_role("alert").inner_text()
+        assert not any(c["name"] == "wg_console" for c in await page.context.cookies())
         await page.context.close()
     finally:
         fleet.cli("approvals", "approver", "ops", "--clear")

@@ -1,11 +1,12 @@
-"""The console's pure formatting: exact units, USD, time left, cap bars, movements."""
+"""The console's pure parts: exact units, USD, time left, cap bars, movements, the
+spending chart and the wallet sign-in message."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from walletgate.console import present
+from walletgate.console import chart, present, wallet_signin
 from walletgate.policies.model import Asset, AssetKind
 
 ETH = Asset("eth", 1337, None, "ETH", 18, Decimal("3000"), kind=AssetKind.NATIVE)
@@ -69,3 +70,52 @@ def test_cap_bar_in_the_caps_unit() -> None:
     assert (bar.spent, bar.left, bar.percent) == ("$99.50", "$0.50", 99)
     over = present.cap_bar({**cap, "limit": "0", "spent": "0", "remaining": "0"}, ASSETS)
     assert over.percent == 100
+
+
+def test_spend_charts_fill_missing_days_and_scale_by_the_busiest() -> None:
+    today = datetime(2026, 12, 3, tzinfo=UTC).date()
+    items = [
+        {"wallet": "hot", "asset": "eth", "day": "2026-12-03", "spent": str(3 * 10**18 + 1)},
+        {"wallet": "hot", "asset": "eth", "day": "2026-12-01", "spent": "1"},
+        {"wallet": "hot", "asset": "usdc", "day": "2026-11-20", "spent": "5"},  # out of span
+    ]
+    charts = chart.spend_charts(items, ASSETS, today=today, days=3)
+    assert [(c.wallet, c.asset) for c in charts] == [("hot", "eth"), ("hot", "usdc")]
+    eth = charts[0]
+    assert [b.day.isoformat() for b in eth.bars] == ["2026-12-01", "2026-12-02", "2026-12-03"]
+    assert [b.base_units for b in eth.bars] == [1, 0, 3 * 10**18 + 1]
+    assert eth.bars[2].human == "3.000000000000000001" and eth.total == "3.000000000000000002"
+    heights = [b.height for b in eth.bars]
+    assert heights[1] == 0 and heights[0] == 1 and heights[2] == chart.HEIGHT - 2
+    assert all(b.y + b.height == chart.HEIGHT for b in eth.bars)
+    assert "from 2026-12-01 to 2026-12-03" in eth.summary
+    assert sum(b.base_units for b in charts[1].bars) == 0
+
+
+def test_siwe_sign_in_message_and_signer() -> None:
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+
+    key = "0x" + (9).to_bytes(32, "big").hex()
+    address = Account.from_key(key).address
+    issued = datetime(2026, 12, 3, 14, 0, tzinfo=UTC)
+    message = wallet_signin.siwe_message(
+        domain="127.0.0.1:9",
+        uri="http://127.0.0.1:9/console",
+        address=address.lower(),
+        owner="ops",
+        nonce="ab" * 16,
+        issued=issued,
+    )
+    lines = message.split("\n")
+    assert lines[0] == "127.0.0.1:9 wants you to sign in with your Ethereum account:"
+    assert lines[1] == address  # checksummed, as EIP-4361 asks
+    assert "Issued At: 2026-12-03T14:00:00Z" in lines
+    assert "Expiration Time: 2026-12-03T14:05:00Z" in lines
+    signature = Account.sign_message(encode_defunct(text=message), key).signature
+    assert wallet_signin.recovered_signer(message, "0x" + bytes(signature).hex()) == address.lower()
+    assert wallet_signin.recovered_signer(message + " ", "0x" + bytes(signature).hex()) != (
+        address.lower()
+    )
+    for bad in ("0xzz", "", "0x12", "0x" + "00" * 65, "0x" + "ff" * 65, "0x" + "11" * 64 + "1b"):
+        assert wallet_signin.recovered_signer(message, bad) is None

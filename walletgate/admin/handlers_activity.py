@@ -15,6 +15,7 @@ from walletgate.admin.problems import Problem
 from walletgate.service.freezes import FreezeDone, freeze_target, list_freeze_log, unfreeze_target
 from walletgate.service.settlement import Outcome
 from walletgate.service.transactions import (
+    daily_spending,
     get_transaction,
     list_transaction_page,
     settle_transaction,
@@ -33,6 +34,8 @@ def _tx_json(row: dict[str, Any]) -> dict[str, Any]:
 
 async def list_transactions_h(call: Call) -> web.StreamResponse:
     p = call.params
+    if "\x00" in p.get("q", ""):
+        raise Problem(400, "q: the search text may not hold a NUL character")
     flt = TxFilter(
         agent=p.get("agent"),
         wallet=p.get("wallet"),
@@ -42,11 +45,26 @@ async def list_transactions_h(call: Call) -> web.StreamResponse:
         since=p.get("since"),
         until=p.get("until"),
         limit=p.get("limit", DEFAULT_LIMIT),
+        search=p.get("q"),
     )
     page = await list_transaction_page(call.stores, flt, cursor=p.get("cursor"))
     return json_response(
         {"items": [_tx_json(row) for row in page.rows], "next_cursor": page.next_cursor}
     )
+
+
+async def daily_spending_h(call: Call) -> web.StreamResponse:
+    p = call.params
+    days = p.get("days", 14)
+    if p.get("wallet") is not None:
+        await checked_wallet(call, p["wallet"])
+    items = await daily_spending(
+        call.stores,
+        days=days,
+        owner=call.caller.owner_filter(p.get("owner")),
+        wallet=p.get("wallet"),
+    )
+    return json_response({"days": days, "items": items})
 
 
 async def _checked_transaction(call: Call, tx_id: UUID) -> dict[str, Any]:
@@ -173,6 +191,7 @@ async def unfreeze_h(call: Call) -> web.StreamResponse:
 
 HANDLERS: dict[str, Handler] = {
     "listTransactions": list_transactions_h,
+    "getDailySpending": daily_spending_h,
     "getTransaction": get_transaction_h,
     "settleTransaction": settle_h,
     "listFreezes": list_freezes_h,

@@ -10,7 +10,9 @@ from aiohttp import web
 
 from walletgate.admin.call import AdminContext
 from walletgate.console.web import BASE, ConsoleError, Page, admin, render, see_other
+from walletgate.service.freezes import set_owner_frozen
 from walletgate.storage.console_sessions import ConsoleSession
+from walletgate.storage.freezes import FreezeError
 
 _DECISIONS = {"approve": "approveApproval", "reject": "rejectApproval", "cancel": "cancelApproval"}
 
@@ -75,20 +77,29 @@ async def confirm_freeze(
     return render("confirm.html", {**context, "page": "freezes"}, session=session)
 
 
-async def _owner_targets(
-    request: web.Request, ctx: AdminContext, session: ConsoleSession, owner: str
-) -> list[tuple[str, str]]:
-    """An owner's kill switch: each of its agents and wallets."""
-    agents = (await admin(request, ctx, session, "listAgents", {"owner": owner}))["items"]
-    wallets = (await admin(request, ctx, session, "listWallets", {"owner": owner}))["items"]
-    return [("agent", a["id"]) for a in agents] + [("wallet", w["id"]) for w in wallets]
+async def _switch_owner(session: ConsoleSession, ctx: AdminContext, owner: str, form: Any) -> None:
+    """An owner's kill switch: each of its agents and wallets, in one transaction."""
+    if session.key.owner_id is not None and owner != session.key.owner_id:
+        raise ConsoleError(403, f"this key may only freeze owner {session.key.owner_id}")
+    verb = form.get("verb")
+    try:
+        await set_owner_frozen(
+            ctx.stores,
+            owner,
+            frozen=verb != "unfreeze",
+            reason=str(form.get("reason", "")).strip() or ("console" if verb == "unfreeze" else ""),
+            actor=session.key.actor,
+            cache_ttl=ctx.settings.policy_cache_ttl,
+        )
+    except FreezeError as exc:
+        raise ConsoleError(404 if "no owner" in str(exc) else 400, str(exc)) from None
 
 
 async def do_freeze(
     request: web.Request, ctx: AdminContext, session: ConsoleSession
 ) -> web.StreamResponse:
     """Freeze or unfreeze, once confirmed. An owner's switch freezes each of its agents
-    and wallets (the admin API freezes agents, wallets or everyone)."""
+    and wallets at once (:func:`walletgate.service.freezes.set_owner_frozen`)."""
     form = await request.post()
     if form.get("confirmed") != "yes":
         raise ConsoleError(400, "confirm first")
@@ -98,16 +109,12 @@ async def do_freeze(
     if scope == "owner":
         if target is None:
             raise ConsoleError(400, "scope owner needs the owner id")
-        targets: list[tuple[str, str | None]] = list(
-            await _owner_targets(request, ctx, session, target)
-        )
-    else:
-        targets = [(scope, target)]
-    for one_scope, one_target in targets:
-        body: dict[str, Any] = {"scope": one_scope, "reason": reason or "console"}
-        if one_target is not None:
-            body["target"] = one_target
-        await admin(request, ctx, session, verb, body=body)
+        await _switch_owner(session, ctx, target, form)
+        return see_other(f"{BASE}/freezes")
+    body: dict[str, Any] = {"scope": scope, "reason": reason or "console"}
+    if target is not None:
+        body["target"] = target
+    await admin(request, ctx, session, verb, body=body)
     return see_other(f"{BASE}/freezes")
 
 

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
 
 from walletgate.admin.call import AdminContext
 from walletgate.console import present
+from walletgate.console.chart import spend_charts
 from walletgate.console.web import ConsoleError, Page, admin, render
 from walletgate.storage.console_sessions import ConsoleSession
 
+#: The days the spending page charts, today included.
+CHART_DAYS = 14
 #: How long an owner-signature approval's signature stays valid, from the page's load.
 SIGNATURE_SECONDS = 600
 
@@ -125,10 +129,13 @@ async def spending_page(
                 continue
             bars = [present.cap_bar(cap, assets) for cap in summary["caps"]]
             sections.append({"kind": kind, "id": entity["id"], "bars": bars})
-    return render("spending.html", {"sections": sections, "page": "spending"}, session=session)
+    history = await admin(request, ctx, session, "getDailySpending", {"days": CHART_DAYS})
+    charts = spend_charts(history["items"], assets, today=datetime.now(UTC).date(), days=CHART_DAYS)
+    context = {"sections": sections, "charts": charts, "days": CHART_DAYS, "page": "spending"}
+    return render("spending.html", context, session=session)
 
 
-_AUDIT_FILTERS = ("agent", "wallet", "decision", "status", "owner")
+_AUDIT_FILTERS = ("agent", "wallet", "decision", "status", "owner", "q")
 
 
 async def audit_page(
@@ -147,23 +154,26 @@ async def audit_page(
     if query.get("cursor"):
         params["cursor"] = query["cursor"]
     params["limit"] = 50
+    if "q" in params:  # the search runs in the query, over every page
+        params["q"] = params["q"].strip()[:200] or None
     page = await admin(request, ctx, session, "listTransactions", params)
-    text = query.get("q", "").strip().lower()
     assets = (await ctx.policies()).assets
     rows = []
     for row in page["items"]:
-        if text and text not in orjson.dumps(row).decode().lower():
-            continue
         shown = present.amounts(row.get("amounts"), assets)
         explanation = row.get("explanation") or {}
         if isinstance(explanation, str):
             explanation = orjson.loads(explanation)
         usd = present.usd(row["usd_value"]) if row.get("usd_value") else None
         rows.append({**row, "amounts_shown": shown, "explanation": explanation, "usd": usd})
-    filters = {k: query.get(k, "") for k in (*_AUDIT_FILTERS, "since", "until", "q")}
+    filters = {k: query.get(k, "") for k in (*_AUDIT_FILTERS, "since", "until")}
+    older = None
+    if page["next_cursor"]:  # the next page keeps the filters
+        kept = {k: v for k, v in filters.items() if v}
+        older = urlencode({**kept, "cursor": page["next_cursor"]})
     return render(
         "audit.html",
-        {"rows": rows, "filters": filters, "next": page["next_cursor"], "page": "audit"},
+        {"rows": rows, "filters": filters, "older": older, "page": "audit"},
         session=session,
     )
 

@@ -34,12 +34,14 @@ def human_units(base_units: int, decimals: int) -> str:
     return text or "0"
 
 
-def amounts(raw: Mapping[str, Any] | None, assets: Mapping[str, Asset]) -> list[Amount]:
+def amounts(
+    raw: Mapping[str, Any] | str | bytes | None, assets: Mapping[str, Asset]
+) -> list[Amount]:
     """The ``amounts`` of an audit row (asset id -> base units) for a person."""
-    if isinstance(raw, str | bytes):  # a JSON column not decoded by the store
-        raw = json.loads(raw)
+    # A JSON column the store did not decode arrives as text.
+    decoded: Mapping[str, Any] | None = json.loads(raw) if isinstance(raw, str | bytes) else raw
     out = []
-    for asset_id, units in (raw or {}).items():
+    for asset_id, units in (decoded or {}).items():
         asset = assets.get(asset_id)
         try:
             base = int(units)

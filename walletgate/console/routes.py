@@ -13,7 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from walletgate.admin.call import AdminContext
-from walletgate.console import actions, pages, signin
+from walletgate.console import actions, pages, signin, wallet_signin
 from walletgate.console.web import (
     BASE,
     ConsoleError,
@@ -65,6 +65,8 @@ def add_console(app: web.Application, key: ContextKey) -> None:
     router.add_static(f"{BASE}/static", static)
     router.add_get(f"{BASE}/signin", signin.form_handler(key))
     router.add_post(f"{BASE}/signin", signin.submit_handler(key))
+    router.add_post(f"{BASE}/signin/challenge", wallet_signin.challenge_handler(key))
+    router.add_post(f"{BASE}/signin/wallet", wallet_signin.wallet_handler(key))
     router.add_post(f"{BASE}/signout", _action(key, signin.sign_out))
     for path, fn in pages.PAGES.items():
         router.add_get(f"{BASE}{path}", _page(key, fn))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from typing import Any
 
 from aiohttp import web
 
@@ -33,6 +34,18 @@ def _form(token: str, message: str = "", status: int = 200) -> web.Response:
     return response
 
 
+def fresh_form(message: str = "", status: int = 200) -> web.Response:
+    """The sign-in page with a new double-submit token (and ``message``, if any)."""
+    return _form(secrets.token_urlsafe(24), message, status)
+
+
+def pre_token_ok(request: web.Request, form: Any) -> bool:
+    """Whether a sign-in form carries the double-submit token of its cookie."""
+    cookie = request.cookies.get(PRE_COOKIE, "")
+    sent = str(form.get("pre_token", ""))
+    return bool(cookie) and hmac.compare_digest(cookie, sent)
+
+
 def form_handler(key: web.AppKey[AdminContext]) -> RequestHandler:
     async def handler(request: web.Request) -> web.StreamResponse:
         return _form(secrets.token_urlsafe(24))
@@ -44,10 +57,8 @@ def submit_handler(key: web.AppKey[AdminContext]) -> RequestHandler:
     async def handler(request: web.Request) -> web.StreamResponse:
         ctx = request.app[key]
         form = await request.post()
-        cookie = request.cookies.get(PRE_COOKIE, "")
-        sent = str(form.get("pre_token", ""))
-        if not cookie or not hmac.compare_digest(cookie, sent):
-            return _form(secrets.token_urlsafe(24), "The form expired: try again.", 403)
+        if not pre_token_ok(request, form):
+            return fresh_form("The form expired: try again.", 403)
         record = await authenticate_admin_key(ctx.stores.pool, str(form.get("admin_key", "")))
         if record is None:
             return _form(secrets.token_urlsafe(24), "Unknown or revoked admin key.", 401)

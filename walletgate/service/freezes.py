@@ -13,7 +13,13 @@ from dataclasses import dataclass
 import asyncpg
 
 from walletgate.service.announce import Announcement, announce
-from walletgate.storage.freezes import FreezeChange, freeze, list_freezes, unfreeze
+from walletgate.storage.freezes import (
+    FreezeChange,
+    FreezeError,
+    freeze,
+    list_freezes,
+    unfreeze,
+)
 from walletgate.storage.runtime import Stores
 
 
@@ -37,6 +43,42 @@ async def freeze_target(
     async with stores.pool.acquire() as conn:
         change = await freeze(conn, scope, target, reason=reason, actor=actor)
     return FreezeDone(scope, target, change, await announce(stores, cache_ttl=cache_ttl))
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerFreezeDone:
+    """What an owner's kill switch changed: one result per agent and wallet."""
+
+    owner: str
+    changes: tuple[tuple[str, str, FreezeChange], ...]  # (scope, target, change)
+    announcement: Announcement
+
+
+async def _owner_targets(conn: asyncpg.Connection, owner: str) -> list[tuple[str, str]]:
+    if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM owners WHERE id = $1)", owner):
+        raise FreezeError(f"there is no owner {owner!r} to freeze")
+    agents = await conn.fetch("SELECT id FROM agents WHERE owner_id = $1 ORDER BY id", owner)
+    wallets = await conn.fetch("SELECT id FROM wallets WHERE owner_id = $1 ORDER BY id", owner)
+    return [("agent", r["id"]) for r in agents] + [("wallet", r["id"]) for r in wallets]
+
+
+async def set_owner_frozen(
+    stores: Stores, owner: str, *, frozen: bool, reason: str, actor: str, cache_ttl: int
+) -> OwnerFreezeDone:
+    """An owner's kill switch: freeze (or lift) each of its agents and wallets in one
+    PostgreSQL transaction, so no agent of the owner is left running by a half-done
+    switch; then one announcement. Raises ``FreezeError`` for an unknown owner."""
+    changes: list[tuple[str, str, FreezeChange]] = []
+    async with stores.pool.acquire() as conn, conn.transaction():
+        # The owner's row is locked: an agent added meanwhile waits for the switch.
+        await conn.execute("SELECT 1 FROM owners WHERE id = $1 FOR UPDATE", owner)
+        for scope, target in await _owner_targets(conn, owner):
+            if frozen:
+                change = await freeze(conn, scope, target, reason=reason, actor=actor)
+            else:
+                change = await unfreeze(conn, scope, target, actor=actor, reason=reason)
+            changes.append((scope, target, change))
+    return OwnerFreezeDone(owner, tuple(changes), await announce(stores, cache_ttl=cache_ttl))
 
 
 async def unfreeze_target(

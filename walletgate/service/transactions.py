@@ -115,3 +115,37 @@ async def settle_transaction(
         pending_older_than=pending_older_than,
         tx_hash=tx_hash,
     )
+
+
+#: The longest history a spending chart may ask for.
+MAX_HISTORY_DAYS = 90
+
+
+async def daily_spending(
+    stores: Stores, *, days: int, owner: str | None = None, wallet: str | None = None
+) -> list[dict[str, Any]]:
+    """What was spent per UTC day, wallet and asset over the last ``days`` days (today
+    included): the audit rows that count against caps (pending, committed, unknown),
+    summed in PostgreSQL as ``numeric``, so base units stay exact (returned as decimal
+    strings). Days with nothing spent are absent; the caller fills them."""
+    days = max(1, min(days, MAX_HISTORY_DAYS))
+    rows = await stores.pool.fetch(
+        """SELECT t.wallet_id, a.key AS asset,
+                  (t.created_at AT TIME ZONE 'UTC')::date AS day,
+                  sum(a.value::numeric)::text AS spent
+             FROM transactions t, jsonb_each_text(t.amounts) a
+            WHERE t.status IN ('pending', 'committed', 'unknown')
+              AND t.wallet_id IS NOT NULL
+              AND t.created_at >= (now() AT TIME ZONE 'UTC')::date - ($1::int - 1)
+              AND ($2::text IS NULL OR t.owner_id = $2)
+              AND ($3::text IS NULL OR t.wallet_id = $3)
+            GROUP BY 1, 2, 3
+            ORDER BY 1, 2, 3""",
+        days,
+        owner,
+        wallet,
+    )
+    return [
+        {"wallet": r["wallet_id"], "asset": r["asset"], "day": r["day"], "spent": r["spent"]}
+        for r in rows
+    ]

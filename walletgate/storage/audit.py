@@ -418,6 +418,16 @@ class TxFilter:
     owner: str | None = None
     #: Keyset pagination: only rows strictly after this (created_at, id) in list order.
     after: tuple[datetime, UUID] | None = None
+    #: Free text: rows whose tx hash, agent, wallet, method, reason, status or explained
+    #: rule contain it (case-insensitive, as a literal: no pattern characters).
+    search: str | None = None
+
+
+#: The columns a search looks in; strpos() treats the text literally (no LIKE escapes).
+_SEARCH = (
+    "strpos(lower(concat_ws(' ', id::text, tx_hash, agent_id, wallet_id, owner_id, method, "
+    "reason, status, decision, explanation::text, backend_error::text, request::text)), ${n}) > 0"
+)
 
 
 async def list_transactions(
@@ -446,6 +456,9 @@ async def list_transactions(
     if flt.after is not None:
         args.extend(flt.after)
         clauses.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
+    if flt.search:
+        args.append(flt.search.lower())
+        clauses.append(_SEARCH.format(n=len(args)))
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     args.append(flt.limit)
     rows = await conn.fetch(

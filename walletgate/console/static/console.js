@@ -51,3 +51,24 @@
     });
   }
 })();
+// The wallet sign-in page signs its EIP-4361 message with a wallet in this browser, if any.
+(function () {
+  const button = document.getElementById("siwe-sign");
+  if (!button || !window.ethereum) return;
+  button.hidden = false;
+  button.addEventListener("click", async () => {
+    const message = document.getElementById("siwe-message").value;
+    const address = document.getElementById("siwe-address").textContent.trim();
+    try {
+      await window.ethereum.request({ method: "eth_requestAccounts" });
+      const hex = "0x" + Array.from(new TextEncoder().encode(message),
+        (b) => b.toString(16).padStart(2, "0")).join("");
+      const signature = await window.ethereum.request({
+        method: "personal_sign", params: [hex, address],
+      });
+      document.getElementById("siwe-signature").value = signature;
+    } catch (e) {
+      alert("The wallet did not sign: " + (e && e.message ? e.message : e));
+    }
+  });
+})();
