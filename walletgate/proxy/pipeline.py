@@ -278,9 +278,10 @@ class CallHandler(ReadPath):
             asyncio.ensure_future(self._reserve_and_forward(call, decision))
         )
 
-    async def _reserve_and_forward(self, spend: SpendCall, decision: Decision) -> Response:
-        call_id = spend.request_json["id"]
-        # The request's rate count and the spend's reservation: one round trip.
+    async def _reserve(self, spend: SpendCall, decision: Decision) -> Reservation | Response:
+        """The request's rate count and the spend's reservation, in one round trip: the
+        reservation, or the answer to a request refused by a rate, a cap or the counters
+        being unavailable."""
         requests = request_rate_claims(self._caller.agent_id, spend.wallet, self._policies)
         try:
             reserved = await self._admit(
@@ -291,10 +292,17 @@ class CallHandler(ReadPath):
             return await self._refuse_spend(spend, unavailable("counters unavailable"))
         if isinstance(reserved, CounterRefusal) and reserved.claim.unit == REQUESTS:
             # Over a request rate: refused like any rate-limited call, before the spend.
-            return self._rate_limited(call_id, reserved)
+            return self._rate_limited(spend.request_json["id"], reserved)
         if isinstance(reserved, CounterRefusal):
             refused = counter_refusal_decision(decision, reserved)
             return await self._refuse_spend(spend, refused, retry_after=reserved.retry_after)
+        return reserved
+
+    async def _reserve_and_forward(self, spend: SpendCall, decision: Decision) -> Response:
+        call_id = spend.request_json["id"]
+        reserved = await self._reserve(spend, decision)
+        if not isinstance(reserved, Reservation):
+            return reserved
         record = audit_record(self._caller, self._backend.backend, spend, decision, "pending")
         try:
             await self._gw.audit.insert(record)
@@ -324,19 +332,9 @@ class CallHandler(ReadPath):
         """A held spend reserves its amount now, like an allowed one, so that approving it
         later cannot break a cap; it is logged with its approval and answered at once."""
         call_id = spend.request_json["id"]
-        requests = request_rate_claims(self._caller.agent_id, spend.wallet, self._policies)
-        try:
-            reserved = await self._admit(
-                str(spend.tx_id), requests, decision.claims, now=spend.now.timestamp()
-            )
-        except CountersUnavailable as exc:
-            _log.warning("refusing %s: %s", spend.method, exc)
-            return await self._refuse_spend(spend, unavailable("counters unavailable"))
-        if isinstance(reserved, CounterRefusal) and reserved.claim.unit == REQUESTS:
-            return self._rate_limited(call_id, reserved)
-        if isinstance(reserved, CounterRefusal):
-            refused = counter_refusal_decision(decision, reserved)
-            return await self._refuse_spend(spend, refused, retry_after=reserved.retry_after)
+        reserved = await self._reserve(spend, decision)
+        if not isinstance(reserved, Reservation):
+            return reserved
         record = dataclasses.replace(
             audit_record(self._caller, self._backend.backend, spend, decision, "held"),
             approval_id=uuid.uuid4(),
