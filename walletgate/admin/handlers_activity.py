@@ -20,7 +20,7 @@ from walletgate.service.transactions import (
     list_transaction_page,
     settle_transaction,
 )
-from walletgate.storage.audit import TxFilter
+from walletgate.storage.audit_queries import TxFilter
 
 DEFAULT_LIMIT = 50
 #: A pending spend this old may be settled by hand (its gateway died), as the CLI's.

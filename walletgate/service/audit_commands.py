@@ -14,7 +14,7 @@ from walletgate.config.settings import Settings, SettingsError
 from walletgate.service.actor import actor_of
 from walletgate.service.settlement import Outcome
 from walletgate.service.transactions import MAX_PAGE, list_transaction_page, settle_transaction
-from walletgate.storage.audit import TxFilter
+from walletgate.storage.audit_queries import TxFilter
 from walletgate.storage.runtime import open_stores
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")

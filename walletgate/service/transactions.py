@@ -18,7 +18,7 @@ from uuid import UUID
 
 from walletgate.errors import UserError
 from walletgate.service.settlement import HandSettlement, Outcome, settle_by_hand
-from walletgate.storage.audit import TxFilter, list_transactions
+from walletgate.storage.audit_queries import TxFilter, list_transactions
 from walletgate.storage.counters import Counters
 from walletgate.storage.rebuild import PostgresClaimHistory
 from walletgate.storage.runtime import Stores
