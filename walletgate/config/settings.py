@@ -43,6 +43,10 @@ class Settings:
     backends: tuple[Backend, ...] = ()  # named backends at /rpc/{name}
     policy_cache_ttl: int = 300
     token_cache_ttl: int = 900
+    # How long a gateway may trust the policies and tokens in its memory without a
+    # Redis trip per request (walletgate.storage.leases); apply, revoke and freeze wait
+    # at most this long for a paused or dead gateway.
+    state_lease_ms: int = 2000
     balance_cache_ttl: int = 10
     max_body_bytes: int = 1_048_576
     # A client that sends its request slower than this is cut off, so slow clients

@@ -27,7 +27,8 @@ from walletgate.proxy import errors
 from walletgate.proxy.backend import BackendClient
 from walletgate.proxy.evm.methods import classify
 from walletgate.proxy.gateway import Caller, Gateway, StateMoved
-from walletgate.proxy.jsonrpc import Item, dumps, parse_body
+from walletgate.proxy.jsonrpc import Item, parse_body
+from walletgate.proxy.passthrough import encode
 from walletgate.proxy.pipeline import CallHandler
 from walletgate.storage.cache import Snapshot, StateCache
 from walletgate.storage.redis_guard import CacheUnavailable
@@ -80,7 +81,9 @@ READ_TIMEOUT_KEY = web.AppKey("request_read_timeout", float)
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
-        body=dumps(body),  # ids may be Decimal: they are echoed with their exact digits
+        # ids may be Decimal: they are echoed with their exact digits. A backend's answer
+        # that already answers the agent's call goes out as its own bytes.
+        body=encode(body),
         status=status,
         content_type="application/json",
         headers=headers,
@@ -185,7 +188,7 @@ async def _handle_rpc(request: web.Request, app_state: AppState) -> web.Response
     try:
         return await _answer(body, handler)
     except StateMoved:
-        pass
+        app_state.state.distrust()
     # A policy, token or freeze changed since this process last looked: nothing was
     # counted or forwarded yet. Authenticate and decide again on the new state.
     handler = await _handler(app_state, backend, token, client, now, from_memory=False)
@@ -204,11 +207,16 @@ async def _handler(
     from_memory: bool,
 ) -> CallHandler | web.Response:
     """The handler of ``token``'s calls, or the response refusing them. With
-    ``from_memory``, a caller this process already holds is taken on trust, and the
-    handler proves the state version in its first Redis trip (or raises StateMoved)."""
+    ``from_memory``, a caller this process already holds is taken from memory: on the
+    state lease's word while it holds (no trip), else proven current in the handler's
+    first Redis trip (or StateMoved is raised). Spends always prove it."""
     held = app_state.state.held(token) if from_memory else None
+    trusted = False
     if held is not None:
         (snapshot, info), reads_only, unproven = held, False, held[0].version
+        # Under a valid state lease, memory is current enough for anything but a
+        # spend's admission, which still proves the version atomically with its counters.
+        trusted = app_state.state.trusted(snapshot.version)
     else:
         authenticated = await _authenticate(app_state, token)
         if isinstance(authenticated, web.Response):
@@ -225,6 +233,7 @@ async def _handler(
         snapshot.policies,
         reads_only=reads_only,
         unproven_version=unproven,
+        trusted=trusted,
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from walletgate.intents import DecodedRequest
+from walletgate.limiter.quota import RequestQuota
 from walletgate.policies.model import Wallet
 from walletgate.proxy.metrics import Metrics
 from walletgate.storage.audit import AuditWriter
@@ -55,6 +56,8 @@ class Gateway:
     balance_ttl: int
     reads_fail_open: bool
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    #: Leased request-rate quota (single Redis server); None: every call counted apart.
+    quota: RequestQuota | None = None
     #: The database, for held spends (resends, ``walletgate_getApproval``); None: no
     #: approvals are looked up (a held spend is still held and answered).
     pool: asyncpg.Pool | None = None

@@ -15,9 +15,11 @@ from dataclasses import replace
 import aiohttp
 from aiohttp import web
 from aiohttp.log import access_logger
+from redis.asyncio.cluster import RedisCluster
 
 from walletgate.admin.server import start_admin
 from walletgate.config.settings import Settings, SettingsError
+from walletgate.limiter.quota import RequestQuota
 from walletgate.notify.delivery import DeliveryConfig, WebhookWorker
 from walletgate.proxy.app import AppState, build_app
 from walletgate.proxy.backend import BackendClient, BackendError, new_session, redact_url
@@ -48,14 +50,22 @@ async def gateway_app(settings: Settings, stores: Stores) -> AsyncIterator[web.A
     audit = AuditWriter(stores.pool, max_batch=settings.audit_batch_max)
     webhooks = WebhookWorker(stores.pool, DeliveryConfig.from_settings(settings))
     approvals: ApprovalWorker | None = None
+    counters: Counters | None = None
+    state_tasks: list[asyncio.Task[None]] = []
     try:
         backends = {b.name: BackendClient(b, session) for b in backends_config}
         for client in backends.values():
             await client.check_chain_id()
         await audit.start()
         await webhooks.start()
+        counters = Counters(stores.redis, PostgresClaimHistory(stores.pool))
+        # Leased request-rate blocks need one server for all of an agent's counters.
+        quota = (
+            None if isinstance(stores.redis, RedisCluster) else RequestQuota(stores.redis, counters)
+        )
         gateway = Gateway(
-            counters=Counters(stores.redis, PostgresClaimHistory(stores.pool)),
+            counters=counters,
+            quota=quota,
             audit=audit,
             redis=stores.redis,
             metrics=new_metrics(),
@@ -64,7 +74,16 @@ async def gateway_app(settings: Settings, stores: Stores) -> AsyncIterator[web.A
             pool=stores.pool,
         )
         state = StateCache(stores.redis, stores.pool, settings)
+        if quota is not None:
+            # A new state may lower a limit: blocks leased under the old one are dropped.
+            state.on_install.append(lambda _version: quota.clear())
         await _warm_state(state)
+        # The state lease (reads trust memory while it holds) and the announcements
+        # that let a change's wait end as soon as this process has the new state.
+        state_tasks = [
+            asyncio.create_task(state.keep_lease(), name="state lease"),
+            asyncio.create_task(state.watch(), name="state announcements"),
+        ]
         approvals = ApprovalWorker(
             stores.pool,
             gateway,
@@ -81,9 +100,14 @@ async def gateway_app(settings: Settings, stores: Stores) -> AsyncIterator[web.A
             request_read_timeout=settings.request_read_timeout,
         )
     finally:
+        for task in state_tasks:
+            task.cancel()
+        await asyncio.gather(*state_tasks, return_exceptions=True)
         if approvals is not None:
             await approvals.close()
         await webhooks.close()
+        if counters is not None:
+            await counters.flush_deferred()  # settlements still riding the next pipeline
         await audit.close()
         await session.close()
 

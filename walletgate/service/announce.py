@@ -28,9 +28,12 @@ class Announcement:
 
 
 async def announce(stores: Stores, *, cache_ttl: int) -> Announcement:
-    """Publish the committed state to Redis and every gateway; never raises for Redis."""
+    """Publish the committed state to Redis and every gateway, and wait until every
+    gateway acknowledged it (or its lease ran out); never raises for Redis."""
     try:
-        version = await publish_state(stores.redis, stores.pool, ttl=cache_ttl)
+        version = await publish_state(
+            stores.redis, stores.pool, ttl=cache_ttl, lease_ms=stores.state_lease_ms
+        )
     except CacheUnavailable as exc:
         return Announcement(None, str(exc))
     return Announcement(version)

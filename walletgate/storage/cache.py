@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -58,6 +58,7 @@ from walletgate.storage.cache_keys import (
     token_key,
 )
 from walletgate.storage.freezes import load_active_freezes
+from walletgate.storage.leases import StateLease, wait_for_leases
 from walletgate.storage.policy_repo import load_document, load_policy_versions
 from walletgate.storage.redis_client import RedisClient
 from walletgate.storage.redis_guard import CacheUnavailable, redis_errors
@@ -155,17 +156,30 @@ async def publish_state(
     *,
     ttl: int = Settings.policy_cache_ttl,
     loader: DocumentLoader = load_document,
+    lease_ms: int = Settings.state_lease_ms,
 ) -> int:
     """Tell every gateway about the committed state; return the version now announced.
 
     Call after the transaction that bumped the state version has committed (``apply``,
-    ``revoke``). Raises :class:`CacheUnavailable` when Redis or PostgreSQL fails: the
-    change is committed, but gateways see it only when the version key expires.
+    ``revoke``). Returns once every gateway's state lease has acknowledged the version
+    or run out (:func:`walletgate.storage.leases.wait_for_leases`): from then on no
+    gateway serves a request from older state. Raises :class:`CacheUnavailable` when
+    Redis or PostgreSQL fails: the change is committed, but gateways see it only when
+    the version key expires.
     """
     state = await _load_state(pool, loader)
     held = await _store_state(redis, state, ttl)
     with redis_errors("announcing the state version"):
         await redis.publish(STATE_CHANNEL, held)
+    waited = await wait_for_leases(redis, held, term_ms=lease_ms)
+    if waited.fallback is not None or waited.pending_at_start:
+        _log.info(
+            "state version %d: waited %.3f s for %d gateway lease(s)%s",
+            held,
+            waited.waited,
+            waited.pending_at_start,
+            f" ({waited.fallback})" if waited.fallback else "",
+        )
     return held
 
 
@@ -205,6 +219,11 @@ class StateCache:
         self._tokens: OrderedDict[bytes, TokenInfo | None] = OrderedDict()
         self._touched: dict[UUID, float] = {}
         self._background: set[asyncio.Task[None]] = set()
+        #: This process's state lease: while it holds, reads trust memory (no trip).
+        self.lease = StateLease(redis, term_ms=settings.state_lease_ms)
+        self._leasing = False  # keep_lease is running
+        #: Called with the new version whenever a newer state is installed.
+        self.on_install: list[Callable[[int], None]] = []
 
     @property
     def version(self) -> int | None:
@@ -275,6 +294,12 @@ class StateCache:
         self._state = state
         self._snapshot = Snapshot(state.version, policies)
         self._tokens.clear()
+        for listener in self.on_install:
+            listener(state.version)
+        if self._leasing:
+            # Acknowledge the new version at once: a change waiting for this gateway's
+            # lease returns as soon as the renewal lands.
+            self._spawn(self._acknowledge())
         return self._snapshot
 
     async def authenticate(self, token: str, *, at: Snapshot | None = None) -> TokenInfo | None:
@@ -353,7 +378,10 @@ class StateCache:
         if last is not None and now - last < TOUCH_INTERVAL_SECONDS:
             return
         self._touched[token_id] = now
-        task = asyncio.create_task(self._touch(token_id))
+        self._spawn(self._touch(token_id))
+
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(job)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -364,11 +392,50 @@ class StateCache:
             # Bookkeeping only: the request itself was authorized from proven state.
             _log.warning("could not record the use of token %s: %s", token_id, exc)
 
+    def trusted(self, version: int) -> bool:
+        """True when state of ``version`` held in memory may serve a request with no
+        proof that it is current (the lease holds; see :mod:`.leases`)."""
+        return self.lease.trusts(version)
+
+    def distrust(self) -> None:
+        """A request found the state moved on: stop trusting memory until renewed."""
+        self.lease.distrust()
+
+    async def _acknowledge(self) -> None:
+        """Renew the lease with the version in memory (refreshing first when Redis holds
+        a newer one). Redis and PostgreSQL errors are logged: the lease then runs out
+        and requests prove the state one by one (failing closed if they cannot)."""
+        try:
+            for _ in range(3):
+                held = self.version
+                if held is None:
+                    held = (await self.snapshot()).version
+                current = await self.lease.renew(held)
+                if current == held:
+                    return
+                await self.snapshot()  # a newer (or missing) version: refresh, then again
+        except (RedisError, OSError, CacheUnavailable) as exc:
+            _log.warning("could not renew the state lease: %s", exc)
+
+    async def keep_lease(self) -> None:
+        """Renew the state lease every third of its term, until cancelled. Without it a
+        process never trusts its memory (every request proves the state)."""
+        self._leasing = True
+        try:
+            while True:
+                await self._acknowledge()
+                await asyncio.sleep(self.lease.term / 3)
+        finally:
+            self._leasing = False
+            await self.lease.release()
+
     async def watch(self, *, retry_seconds: float = 1.0) -> None:
         """Refresh as soon as a new version is announced, until cancelled.
 
-        Optional: it only saves the first request after a change the refresh work.
-        Redis errors are logged and retried; correctness never depends on this.
+        This is what lets a change return quickly: the gateway installs the announced
+        state and acknowledges it in its lease. Without it (a lost message), a change
+        waits for this gateway's lease to run out instead; correctness never depends on
+        it. Redis errors are logged and retried.
         """
         while True:
             try:
@@ -379,6 +446,7 @@ class StateCache:
                             continue  # subscription confirmations
                         announced = decode_version(message["data"])
                         if announced is not None and (self.version or 0) < announced:
+                            self.lease.distrust()
                             await self.snapshot()
             except (RedisError, OSError, CacheUnavailable) as exc:
                 _log.warning("state announcements interrupted (%s); retrying", exc)

@@ -15,6 +15,11 @@ _STATE_TAG = "{wg:state}"
 STATE_VERSION_KEY = f"{_STATE_TAG}:version"
 #: The policy document of that version: JSON ``{"version": int, "document": {...}}``.
 POLICY_DOCUMENT_KEY = f"{_STATE_TAG}:policy"
+#: The gateways' state leases: lease id -> "<acknowledged version> <expiry ms>"
+#: (walletgate.storage.leases).
+LEASES_KEY = f"{_STATE_TAG}:leases"
+#: "<longest lease term ms> <registry created at ms>": the registry's own record.
+LEASE_TERM_KEY = f"{_STATE_TAG}:leases:term"
 #: Pub/sub channel on which a new state version is announced.
 STATE_CHANNEL = "wg:state:changes"
 

@@ -46,6 +46,8 @@ class Stores:
     redis: RedisClient
     database_url: str
     redis_url: str
+    #: The gateways' state lease term (ms): how long a change may wait for a paused one.
+    state_lease_ms: int = 2000
 
 
 @dataclass(frozen=True)
@@ -253,7 +255,9 @@ async def open_stores(settings: Settings, *, warm: bool = False) -> AsyncIterato
                 await _ping_redis(client, urls.redis_url)
                 if warm:
                     await _warm(client, urls.redis_url, settings.redis_warm_connections)
-                yield Stores(pool, client, urls.database_url, urls.redis_url)
+                yield Stores(
+                    pool, client, urls.database_url, urls.redis_url, settings.state_lease_ms
+                )
             finally:
                 await client.aclose()
         finally:

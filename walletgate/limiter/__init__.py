@@ -1,0 +1,1 @@
+"""Request-rate limiting with quota leased from Redis in blocks (issue #13)."""
