@@ -48,6 +48,9 @@ class Settings:
     # at most this long for a paused or dead gateway.
     state_lease_ms: int = 2000
     balance_cache_ttl: int = 10
+    # How long a gateway answers eth_getBalance from its own copy of a cached balance
+    # (walletgate.storage.near_balances); 0 turns the copies off.
+    balance_near_cache_ms: int = 1000
     max_body_bytes: int = 1_048_576
     # A client that sends its request slower than this is cut off, so slow clients
     # (slowloris) cannot hold connections: headers must arrive within keepalive_timeout

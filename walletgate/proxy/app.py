@@ -357,6 +357,7 @@ async def handle_metrics(request: web.Request) -> web.Response:
     """Prometheus exposition."""
     app_state = request.app[STATE_KEY]
     app_state.gateway.metrics.audit_backlog.set(app_state.gateway.audit.backlog)
+    app_state.gateway.metrics.state_lease_valid.set(1 if app_state.state.lease.valid else 0)
     return web.Response(
         body=app_state.gateway.metrics.render(), content_type="text/plain", charset="utf-8"
     )

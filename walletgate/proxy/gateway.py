@@ -17,6 +17,7 @@ from walletgate.policies.model import Wallet
 from walletgate.proxy.metrics import Metrics
 from walletgate.storage.audit import AuditWriter
 from walletgate.storage.counters import Counters
+from walletgate.storage.near_balances import NearBalances
 from walletgate.storage.redis_client import RedisClient
 
 Response = dict[str, Any]
@@ -58,6 +59,8 @@ class Gateway:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     #: Leased request-rate quota (single Redis server); None: every call counted apart.
     quota: RequestQuota | None = None
+    #: In-memory copies of cached balances (storage.near_balances); None: Redis only.
+    near: NearBalances | None = None
     #: The database, for held spends (resends, ``walletgate_getApproval``); None: no
     #: approvals are looked up (a held spend is still held and answered).
     pool: asyncpg.Pool | None = None

@@ -73,6 +73,8 @@ class Metrics:
     balance_cache: Counter
     auth_failures: Counter
     audit_backlog: Gauge
+    state_lease_valid: Gauge
+    state_lease_renewals: Counter
 
     def render(self) -> bytes:
         """The exposition text for /metrics."""
@@ -136,6 +138,18 @@ def new_metrics() -> Metrics:
         audit_backlog=Gauge(
             "walletgate_audit_backlog",
             "Audit rows and updates waiting to be written",
+            registry=registry,
+        ),
+        state_lease_valid=Gauge(
+            "walletgate_state_lease_valid",
+            "1 while this process's state lease holds (reads are served from memory)",
+            registry=registry,
+        ),
+        state_lease_renewals=Counter(
+            "walletgate_state_lease_renewals",
+            "State lease renewals: extended, moved (a newer state was installed first) "
+            "or failed (Redis or PostgreSQL did not answer)",
+            ["result"],
             registry=registry,
         ),
     )

@@ -4,6 +4,7 @@ balance cache where it can, the rest forwarded to the backend in one batch."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from walletgate.proxy.jsonrpc import dumps
 from walletgate.proxy.settle import forward
 from walletgate.storage.balance_cache import balance_entry, get_balances, put_balance
 from walletgate.storage.counters import Reservation
+from walletgate.storage.near_balances import NearBalances
 from walletgate.storage.redis_guard import CacheUnavailable
 
 
@@ -30,6 +32,7 @@ class ReadPath:
 
     _gw: Gateway
     _backend: BackendClient
+    _trusted: bool
 
     async def _admit_request(
         self,
@@ -57,15 +60,26 @@ class ReadPath:
             for _, method, params in calls
         ]
         entries = [balance_entry(chain_id, *query) for query in queries if query is not None]
+        near = self._near()
+        now = time.monotonic()
+        copies = near.get(entries, now) if near is not None else [None] * len(entries)
+        # What memory does not hold is read from Redis, in the admission's trip.
+        wanted = [entry for entry, copy in zip(entries, copies, strict=True) if copy is None]
         admitted = await self._admit_request(
-            calls[0][0], MethodClass.READ, None, calls=len(calls), reads=entries
+            calls[0][0], MethodClass.READ, None, calls=len(calls), reads=wanted
         )
         if isinstance(admitted, dict):
             return [with_id(admitted, call_id) for call_id, _, _ in calls]
-        if admitted is not None and entries:
-            found: Sequence[str | None] = admitted.read
+        if admitted is not None and wanted:
+            fetched: Sequence[str | None] = admitted.read
         else:
-            found = await self._cached_balances(entries)
+            fetched = await self._cached_balances(wanted)
+        if near is not None:
+            for entry, value in zip(wanted, fetched, strict=True):
+                if value is not None:
+                    near.put(entry, value, now)
+        from_redis = iter(fetched)
+        found = [copy if copy is not None else next(from_redis) for copy in copies]
         self._note_cache_use(found)
         cached = iter(found)
         answers: list[Response | None] = [None] * len(calls)
@@ -95,14 +109,17 @@ class ReadPath:
         ):
             # On a Redis error the next read is a cache miss; this answer is still right.
             with contextlib.suppress(RedisError, CacheUnavailable):
-                await put_balance(
-                    self._gw.redis,
-                    self._backend.backend.chain_id,
-                    *query,
-                    result,
-                    self._gw.balance_ttl,
-                )
+                chain_id = self._backend.backend.chain_id
+                await put_balance(self._gw.redis, chain_id, *query, result, self._gw.balance_ttl)
+                near = self._near()
+                if near is not None:
+                    near.put(balance_entry(chain_id, *query), result, time.monotonic())
         return with_id(reply.body, call_id)
+
+    def _near(self) -> NearBalances | None:
+        """The in-memory balance copies, when this request may use them: only on the
+        state lease's word (Redis answered this process within the lease term)."""
+        return self._gw.near if self._trusted else None
 
     async def _cached_balances(self, entries: Sequence[tuple[str, str]]) -> Sequence[str | None]:
         """The balance cache's answers (one round trip), ``None`` where it has none or

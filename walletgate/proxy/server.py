@@ -30,6 +30,7 @@ from walletgate.proxy.metrics import new_metrics
 from walletgate.storage.audit import AuditWriter
 from walletgate.storage.cache import StateCache
 from walletgate.storage.counters import Counters
+from walletgate.storage.near_balances import NearBalances
 from walletgate.storage.rebuild import PostgresClaimHistory
 from walletgate.storage.redis_guard import CacheUnavailable
 from walletgate.storage.runtime import Stores, open_stores
@@ -63,9 +64,15 @@ async def gateway_app(settings: Settings, stores: Stores) -> AsyncIterator[web.A
         quota = (
             None if isinstance(stores.redis, RedisCluster) else RequestQuota(stores.redis, counters)
         )
+        near = (
+            NearBalances(settings.balance_near_cache_ms / 1000)
+            if settings.balance_near_cache_ms > 0
+            else None
+        )
         gateway = Gateway(
             counters=counters,
             quota=quota,
+            near=near,
             audit=audit,
             redis=stores.redis,
             metrics=new_metrics(),
@@ -74,6 +81,9 @@ async def gateway_app(settings: Settings, stores: Stores) -> AsyncIterator[web.A
             pool=stores.pool,
         )
         state = StateCache(stores.redis, stores.pool, settings)
+        state.near = near  # kept fresh by the drop announcements state.watch() hears
+        renewals = gateway.metrics.state_lease_renewals
+        state.on_renewal = lambda result: renewals.labels(result=result).inc()
         if quota is not None:
             # A new state may lower a limit: blocks leased under the old one are dropped.
             state.on_install.append(lambda _version: quota.clear())

@@ -2,25 +2,27 @@
 
 The version stamp protocol (SPEC §5):
 
-- PostgreSQL ``state_version.version`` is the truth. ``apply`` and ``revoke`` bump it in
-  the same transaction as their change.
-- After commit, :func:`publish_state` reloads the state from PostgreSQL, writes the
-  policy document and the version key to Redis (the version only ever goes up), and
-  announces the version on a pub/sub channel.
-- On every request, the version key is read: by :meth:`StateCache.snapshot` (one Redis
-  round trip), or, when the caller and its agent are already in memory
-  (:meth:`StateCache.held`), inside the request's first counter script, in the same
-  round trip as its rate count (``Counters.admit``), before anything is acted on.
-  When it matches the in-process version, the compiled policies and the token map in
-  memory are reused with no further I/O; otherwise they are refreshed from Redis, or
-  from PostgreSQL when Redis has nothing (TTL, FLUSHALL, restart), and the request is
+- PostgreSQL ``state_version.version`` is the truth. ``apply``, ``revoke`` and freezes
+  bump it in the same transaction as their change.
+- After commit, :func:`~walletgate.storage.state_publish.publish_state` reloads the
+  state from PostgreSQL, writes the policy document and the version key to Redis (the
+  version only ever goes up), announces the version on a pub/sub channel, and returns
+  once every gateway's state lease has acknowledged it or run out.
+- A request whose caller and agent are already in memory (:meth:`StateCache.held`) is
+  served from memory on the word of this process's state lease (:mod:`.leases`), with
+  no trip to Redis, while the lease holds; a spend still proves the version inside its
+  first counter script, atomically with its reservation (``Counters.admit``). Without
+  a valid lease, every request proves the version in its first trip (or
+  :meth:`StateCache.snapshot` reads it: one Redis round trip). When the version moved
+  on, the compiled policies and the token map are refreshed from Redis, or from
+  PostgreSQL when Redis has nothing (TTL, FLUSHALL, restart), and the request is
   decided again.
 
-So once ``apply`` or ``revoke`` returns, every gateway sees the new state on its very
-next request; pub/sub only warms caches early, and a lost message cannot leave one
-stale. The version key has a TTL, so PostgreSQL is consulted again at least that often
-even if a publish was lost after commit. Redis failures raise :class:`CacheUnavailable`
-and are never papered over with stale state.
+So once ``apply`` or ``revoke`` returns, no gateway serves a request from older state.
+Pub/sub only makes the wait short (a gateway that misses the message is waited out for
+its lease term). The version key has a TTL, so PostgreSQL is consulted again at least
+that often even if a publish was lost after commit. Redis failures raise
+:class:`CacheUnavailable` and are never papered over with stale state.
 """
 
 from __future__ import annotations
@@ -29,8 +31,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
@@ -48,21 +49,29 @@ from walletgate.storage.cache_entries import (
     decode_state,
     decode_token,
     decode_version,
-    encode_state,
     encode_token,
 )
 from walletgate.storage.cache_keys import (
+    BALANCE_DROPS_CHANNEL,
     POLICY_DOCUMENT_KEY,
     STATE_CHANNEL,
     STATE_VERSION_KEY,
     token_key,
 )
-from walletgate.storage.freezes import load_active_freezes
-from walletgate.storage.leases import StateLease, wait_for_leases
-from walletgate.storage.policy_repo import load_document, load_policy_versions
-from walletgate.storage.redis_client import RedisClient
+from walletgate.storage.leases import StateLease
+from walletgate.storage.near_balances import NearBalances
+from walletgate.storage.policy_repo import load_document
+from walletgate.storage.redis_client import RedisClient, as_text
 from walletgate.storage.redis_guard import CacheUnavailable, redis_errors
 from walletgate.storage.state import current_state_version
+from walletgate.storage.state_publish import (
+    DATABASE_ERRORS,
+    DocumentLoader,
+    database_errors,
+    load_state,
+    publish_state,
+    store_state,
+)
 from walletgate.storage.tokens import (
     TOUCH_INTERVAL_SECONDS,
     TokenInfo,
@@ -88,24 +97,7 @@ _log = logging.getLogger(__name__)
 #: flood of made-up tokens cannot grow a gateway without bound.
 _MAX_TOKENS_IN_MEMORY = 65_536
 
-_DATABASE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
-# Write the policy document and the version key together, unless Redis already holds a
-# newer version (a slower publisher must not roll the state back). Equal versions are
-# rewritten, which renews the TTL. Both keys share the {wg:state} hash tag.
-_STORE_STATE_LUA = """
-local current = tonumber(redis.call('GET', KEYS[1])) or 0
-local version = tonumber(ARGV[1])
-if version < current then
-    return current
-end
-redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
-return version
-"""
-
-DocumentLoader = Callable[[asyncpg.Connection], Awaitable[Mapping[str, Any]]]
-#: ``compile_document(document, state_version, policy_versions)``
 DocumentCompiler = Callable[[Mapping[str, Any], int, Mapping[str, int]], PolicySet]
 
 
@@ -115,72 +107,6 @@ class Snapshot:
 
     version: int
     policies: PolicySet
-
-
-@contextmanager
-def _database_errors(what: str) -> Iterator[None]:
-    try:
-        yield
-    except _DATABASE_ERRORS as exc:
-        raise CacheUnavailable(f"PostgreSQL is unavailable while {what}: {exc}") from exc
-
-
-async def _load_state(pool: asyncpg.Pool, loader: DocumentLoader) -> StateEntry:
-    """The committed version and document, read in one snapshot so they belong together."""
-    with _database_errors("loading the policy state"):
-        async with (
-            pool.acquire() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            version = await current_state_version(conn)
-            document = await loader(conn)
-            policy_versions = await load_policy_versions(conn)
-            freezes = await load_active_freezes(conn)
-    return StateEntry(version, document, policy_versions, freezes)
-
-
-async def _store_state(redis: RedisClient, state: StateEntry, ttl: int) -> int:
-    """Write ``state`` to Redis unless it holds a newer one; return the version it holds."""
-    payload = encode_state(state)
-    script = redis.register_script(_STORE_STATE_LUA)  # EVALSHA, reloading on NOSCRIPT
-    with redis_errors("writing the policy cache"):
-        held = await script(
-            keys=[STATE_VERSION_KEY, POLICY_DOCUMENT_KEY], args=[state.version, payload, ttl]
-        )
-    return int(held)
-
-
-async def publish_state(
-    redis: RedisClient,
-    pool: asyncpg.Pool,
-    *,
-    ttl: int = Settings.policy_cache_ttl,
-    loader: DocumentLoader = load_document,
-    lease_ms: int = Settings.state_lease_ms,
-) -> int:
-    """Tell every gateway about the committed state; return the version now announced.
-
-    Call after the transaction that bumped the state version has committed (``apply``,
-    ``revoke``). Returns once every gateway's state lease has acknowledged the version
-    or run out (:func:`walletgate.storage.leases.wait_for_leases`): from then on no
-    gateway serves a request from older state. Raises :class:`CacheUnavailable` when
-    Redis or PostgreSQL fails: the change is committed, but gateways see it only when
-    the version key expires.
-    """
-    state = await _load_state(pool, loader)
-    held = await _store_state(redis, state, ttl)
-    with redis_errors("announcing the state version"):
-        await redis.publish(STATE_CHANNEL, held)
-    waited = await wait_for_leases(redis, held, term_ms=lease_ms)
-    if waited.fallback is not None or waited.pending_at_start:
-        _log.info(
-            "state version %d: waited %.3f s for %d gateway lease(s)%s",
-            held,
-            waited.waited,
-            waited.pending_at_start,
-            f" ({waited.fallback})" if waited.fallback else "",
-        )
-    return held
 
 
 class StateCache:
@@ -222,6 +148,11 @@ class StateCache:
         #: This process's state lease: while it holds, reads trust memory (no trip).
         self.lease = StateLease(redis, term_ms=settings.state_lease_ms)
         self._leasing = False  # keep_lease is running
+        #: In-memory copies of cached balances, kept fresh by the drop announcements
+        #: that :meth:`watch` listens to (None: balances are read from Redis only).
+        self.near: NearBalances | None = None
+        #: Called with each lease renewal's result (extended, moved, failed).
+        self.on_renewal: Callable[[str], None] | None = None
         #: Called with the new version whenever a newer state is installed.
         self.on_install: list[Callable[[int], None]] = []
 
@@ -269,7 +200,7 @@ class StateCache:
         loaded = await self._load_from_database()
         # If Redis already holds a newer version (a publish raced this load), the next
         # request sees it and refreshes again; nothing older is ever written back.
-        await _store_state(self._redis, loaded, self._policy_ttl)
+        await store_state(self._redis, loaded, self._policy_ttl)
         return self._install(loaded)
 
     async def _load_from_database(self) -> StateEntry:
@@ -279,11 +210,11 @@ class StateCache:
         version first spares each gateway a full document load and compile then.
         """
         if self._state is not None:
-            with _database_errors("reading the state version"):
+            with database_errors("reading the state version"):
                 version = await current_state_version(self._pool)
             if version == self._state.version:
                 return self._state
-        return await _load_state(self._pool, self._loader)
+        return await load_state(self._pool, self._loader)
 
     def _install(self, state: StateEntry) -> Snapshot:
         self._installs += 1
@@ -350,7 +281,7 @@ class StateCache:
         with redis_errors("reading the token cache"):
             entry = decode_token(await self._redis.get(key))
         if entry is None or entry.version < min_version:
-            with _database_errors("looking up a token"):
+            with database_errors("looking up a token"):
                 found = await lookup_token_versioned(self._pool, token)
             entry = TokenEntry(found.state_version, found.info)
             if found.info is not None:
@@ -388,7 +319,7 @@ class StateCache:
     async def _touch(self, token_id: UUID) -> None:
         try:
             await touch_token(self._pool, token_id)
-        except _DATABASE_ERRORS as exc:
+        except DATABASE_ERRORS as exc:
             # Bookkeeping only: the request itself was authorized from proven state.
             _log.warning("could not record the use of token %s: %s", token_id, exc)
 
@@ -412,10 +343,17 @@ class StateCache:
                     held = (await self.snapshot()).version
                 current = await self.lease.renew(held)
                 if current == held:
+                    self._note_renewal("extended")
                     return
+                self._note_renewal("moved")
                 await self.snapshot()  # a newer (or missing) version: refresh, then again
         except (RedisError, OSError, CacheUnavailable) as exc:
+            self._note_renewal("failed")
             _log.warning("could not renew the state lease: %s", exc)
+
+    def _note_renewal(self, result: str) -> None:
+        if self.on_renewal is not None:
+            self.on_renewal(result)
 
     async def keep_lease(self) -> None:
         """Renew the state lease every third of its term, until cancelled. Without it a
@@ -437,20 +375,36 @@ class StateCache:
         waits for this gateway's lease to run out instead; correctness never depends on
         it. Redis errors are logged and retried.
         """
+        channels = [STATE_CHANNEL] if self.near is None else [STATE_CHANNEL, BALANCE_DROPS_CHANNEL]
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(STATE_CHANNEL)
+                    await pubsub.subscribe(*channels)
                     async for message in pubsub.listen():
-                        if message["type"] != "message":
-                            continue  # subscription confirmations
-                        announced = decode_version(message["data"])
-                        if announced is not None and (self.version or 0) < announced:
-                            self.lease.distrust()
-                            await self.snapshot()
+                        await self._heard(message, len(channels))
             except (RedisError, OSError, CacheUnavailable) as exc:
                 _log.warning("state announcements interrupted (%s); retrying", exc)
+                if self.near is not None:
+                    self.near.unsubscribed()
                 await asyncio.sleep(retry_seconds)
+
+    async def _heard(self, message: Mapping[str, Any], channels: int) -> None:
+        kind = message["type"]
+        if kind == "subscribe":
+            # Once every channel is confirmed, no drop can be missed any more.
+            if self.near is not None and message["data"] == channels:
+                self.near.subscribed()
+            return
+        if kind != "message":
+            return
+        if as_text(message["channel"]) == BALANCE_DROPS_CHANNEL:
+            if self.near is not None:
+                self.near.drop(as_text(message["data"]))
+            return
+        announced = decode_version(message["data"])
+        if announced is not None and (self.version or 0) < announced:
+            self.lease.distrust()
+            await self.snapshot()
 
     async def aclose(self) -> None:
         """Wait for background bookkeeping (``last_used_at`` writes) to finish."""

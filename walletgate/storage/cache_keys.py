@@ -22,6 +22,9 @@ LEASES_KEY = f"{_STATE_TAG}:leases"
 LEASE_TERM_KEY = f"{_STATE_TAG}:leases:term"
 #: Pub/sub channel on which a new state version is announced.
 STATE_CHANNEL = "wg:state:changes"
+#: Pub/sub channel on which the key of a wallet's dropped balances is announced, so
+#: every gateway forgets its in-memory copies (walletgate.storage.near_balances).
+BALANCE_DROPS_CHANNEL = "wg:balance:drops"
 
 
 def token_key(token_digest: bytes) -> str:
