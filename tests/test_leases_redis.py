@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from walletgate.config.settings import Settings
+from walletgate.config.settings import Settings, SettingsError, load_settings
 from walletgate.storage.cache_keys import LEASE_TERM_KEY, LEASES_KEY, STATE_VERSION_KEY
 from walletgate.storage.leases import StateLease, wait_for_leases
 from walletgate.storage.redis_client import RedisClient
@@ -124,3 +124,9 @@ async def test_a_young_registry_is_waited_out_too(redis: RedisClient) -> None:
     waited = await wait_for_leases(redis, 2, term_ms=TERM_MS)
     assert waited.fallback is None
     assert waited.waited >= TERM_MS / 1000 * 0.9
+
+
+@pytest.mark.parametrize("value", ["100", "60001", "-1"])
+def test_a_lease_term_out_of_range_is_a_clear_settings_error(value: str) -> None:
+    with pytest.raises(SettingsError, match="state_lease_ms"):
+        load_settings(env={"WALLETGATE_STATE_LEASE_MS": value})

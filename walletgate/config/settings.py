@@ -202,4 +202,17 @@ def load_settings(
     for key, raw in overrides.items():
         if raw is not None:
             values[key] = raw if key == "backends" else _coerce(key, raw)
-    return replace(Settings(), **values)
+    return _checked(replace(Settings(), **values))
+
+
+def _checked(settings: Settings) -> Settings:
+    """``settings``, or a clear error for a value walletgate cannot run with."""
+    # The bounds of walletgate.storage.leases (kept here: settings import nothing).
+    if not 200 <= settings.state_lease_ms <= 60_000:
+        raise SettingsError(
+            f"setting 'state_lease_ms': {settings.state_lease_ms} is out of range "
+            "(200 to 60000 milliseconds)"
+        )
+    if settings.balance_near_cache_ms < 0:
+        raise SettingsError("setting 'balance_near_cache_ms' must be 0 (off) or more")
+    return settings
