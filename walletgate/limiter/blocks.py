@@ -71,11 +71,14 @@ class BlockBook:
 
     def __init__(self) -> None:
         self._blocks: dict[str, Block] = {}
+        #: Counts :meth:`clear` calls: a grant asked for before one is not kept.
+        self.epoch = 0
 
     def clear(self) -> None:
         """Forget every block (the policies changed: a limit may now be lower). Their
         unused units stay counted in Redis until their buckets leave the window."""
         self._blocks.clear()
+        self.epoch += 1
 
     def take_local(self, needs: Sequence[Need]) -> list[Need]:
         """Spend from held blocks what they cover (each need whole, or not at all);

@@ -133,6 +133,7 @@ class RequestQuota:
         if not missing and not reads:
             return Admitted((), trip=False)
         asks = self._book.asks(missing, now)
+        epoch = self._book.epoch
         by_key = {counter.key: counter for counter in counters}
         asked = [by_key[ask.key] for ask in asks]
         try:
@@ -148,7 +149,10 @@ class RequestQuota:
             self._book.refused(asks)
             return answer
         grants = [int(value) for value in answer[: len(asks)]]
-        self._book.granted(asks, grants, now)
+        if self._book.epoch == epoch:
+            self._book.granted(asks, grants, now)
+        # else the state changed during the trip: the surplus was leased under the old
+        # limits and is not kept (it stays counted: over-counted, never under).
         values = tuple(None if v is None else as_text(v) for v in answer[len(asks) :])
         return Admitted(values, trip=True)
 

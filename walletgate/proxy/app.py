@@ -211,12 +211,8 @@ async def _handler(
     state lease's word while it holds (no trip), else proven current in the handler's
     first Redis trip (or StateMoved is raised). Spends always prove it."""
     held = app_state.state.held(token) if from_memory else None
-    trusted = False
     if held is not None:
         (snapshot, info), reads_only, unproven = held, False, held[0].version
-        # Under a valid state lease, memory is current enough for anything but a
-        # spend's admission, which still proves the version atomically with its counters.
-        trusted = app_state.state.trusted(snapshot.version)
     else:
         authenticated = await _authenticate(app_state, token)
         if isinstance(authenticated, web.Response):
@@ -233,7 +229,7 @@ async def _handler(
         snapshot.policies,
         reads_only=reads_only,
         unproven_version=unproven,
-        trusted=trusted,
+        lease=app_state.state.lease,
     )
 
 

@@ -22,6 +22,7 @@ from walletgate.proxy.jsonrpc import dumps
 from walletgate.proxy.settle import forward
 from walletgate.storage.balance_cache import balance_entry, get_balances, put_balance
 from walletgate.storage.counters import Reservation
+from walletgate.storage.leases import StateLease
 from walletgate.storage.near_balances import NearBalances
 from walletgate.storage.redis_guard import CacheUnavailable
 
@@ -32,7 +33,7 @@ class ReadPath:
 
     _gw: Gateway
     _backend: BackendClient
-    _trusted: bool
+    _lease: StateLease | None
 
     async def _admit_request(
         self,
@@ -117,9 +118,9 @@ class ReadPath:
         return with_id(reply.body, call_id)
 
     def _near(self) -> NearBalances | None:
-        """The in-memory balance copies, when this request may use them: only on the
-        state lease's word (Redis answered this process within the lease term)."""
-        return self._gw.near if self._trusted else None
+        """The in-memory balance copies, when they may be used: only while the state
+        lease holds (Redis answered this process within the lease term)."""
+        return self._gw.near if self._lease is not None and self._lease.valid else None
 
     async def _cached_balances(self, entries: Sequence[tuple[str, str]]) -> Sequence[str | None]:
         """The balance cache's answers (one round trip), ``None`` where it has none or

@@ -323,11 +323,6 @@ class StateCache:
             # Bookkeeping only: the request itself was authorized from proven state.
             _log.warning("could not record the use of token %s: %s", token_id, exc)
 
-    def trusted(self, version: int) -> bool:
-        """True when state of ``version`` held in memory may serve a request with no
-        proof that it is current (the lease holds; see :mod:`.leases`)."""
-        return self.lease.trusts(version)
-
     def distrust(self) -> None:
         """A request found the state moved on: stop trusting memory until renewed."""
         self.lease.distrust()
