@@ -21,7 +21,7 @@ from pathlib import Path
 COMPONENTS: tuple[tuple[str, str], ...] = (
     (
         "Redis round trips (counters, caches)",
-        r"(^|/)redis/|storage/(counters|cache|balance_cache|auto_pipeline|redis_\w+)\.py",
+        r"(^|/)redis/|storage/(counter\w*|cache|balance_cache|auto_pipeline|redis_\w+)\.py",
     ),
     ("PostgreSQL (audit rows)", r"asyncpg/|storage/audit\.py"),
     ("backend HTTP client", r"aiohttp/(client|connector|client_\w+)\.py|proxy/backend\.py"),
@@ -29,7 +29,7 @@ COMPONENTS: tuple[tuple[str, str], ...] = (
     ("decoding (EVM, JSON-RPC)", r"proxy/evm/|proxy/jsonrpc\.py|eth_\w+/|rlp/"),
     ("access log", r"(^|/)logging/|log_redaction\.py"),
     ("metrics", r"prometheus_client/|proxy/metrics\.py"),
-    ("request pipeline (glue)", r"proxy/pipeline\.py"),
+    ("request pipeline (glue)", r"proxy/(pipeline|spend_path)\.py"),
     ("HTTP server (aiohttp, auth)", r"aiohttp/|proxy/app\.py|multidict/|yarl/"),
 )
 # Standard-library frames (their paths are relative to the library, e.g. asyncio/...).

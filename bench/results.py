@@ -72,7 +72,8 @@ class Results:
     measurements: list[Measurement] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # what was not run, and why
     calibration: dict[str, float] = field(default_factory=dict)
-    profile: dict[str, Any] = field(default_factory=dict)
+    profile: dict[str, Any] = field(default_factory=dict)  # of allowed spends
+    read_profile: dict[str, Any] = field(default_factory=dict)  # of reads
     anatomy: dict[str, dict[str, float]] = field(default_factory=dict)  # scenario -> counts
     # wallet count (as text, for JSON) -> scenario -> µs per decode + evaluate
     decisions: dict[str, dict[str, float]] = field(default_factory=dict)

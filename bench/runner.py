@@ -11,7 +11,8 @@ Order of a run:
 5. closed-loop saturation: every scenario on every target, in rounds, the order of the
    targets rotating every round, so slow drifts of a shared machine hit all of them;
 6. open-loop latency at half the pass-through's saturation rate (and at a quarter of
-   walletgate's own), the scale deployments, 1 vs N workers, a py-spy profile of spends.
+   walletgate's own), the scale deployments, 1 vs N workers, py-spy profiles of spends
+   and reads.
 """
 
 from __future__ import annotations
@@ -291,17 +292,29 @@ class Run:
 
     def profile_spends(self, target: Target) -> None:
         """py-spy samples of ``target`` while it saturates on allowed spends."""
+        found = self._profile(target, ALLOWED_SPEND)
+        if found is not None:
+            self.results.profile = found
+
+    def profile_reads(self, target: Target) -> None:
+        """py-spy samples of ``target`` while it saturates on reads."""
+        found = self._profile(target, READS)
+        if found is not None:
+            self.results.read_profile = found
+
+    def _profile(self, target: Target, scenario: Scenario) -> dict[str, Any] | None:
         if self.tools.py_spy is None:
-            return
-        output = self.workdir / "profile-spend.txt"
+            return None
+        output = self.workdir / f"profile-{scenario.name}.txt"
         seconds = self.config.profile_seconds
-        body = self.bodies[ALLOWED_SPEND.name]
+        body = self.bodies[scenario.name]
         with _background_wrk(self.tools, target, body, self.config.connections, seconds + 3):
             time.sleep(1.0)  # sample the steady state, not the connection set-up
             profile.record(self.tools.py_spy, target_pid(target), seconds, output)
         summary = profile.summarize(profile.parse_collapsed(output.read_text()))
-        self.results.profile = {
-            "scenario": ALLOWED_SPEND.name,
+        _say(f"profile: {summary.samples} samples of {target.info.name} -> {output}")
+        return {
+            "scenario": scenario.name,
             "target": target.info.name,
             "seconds": seconds,
             "rate_hz": 250,
@@ -311,7 +324,6 @@ class Run:
             "cross_cutting": summary.cross_cutting,
             "raw": str(output),
         }
-        _say(f"profile: {summary.samples} samples of {target.info.name} -> {output}")
 
 
 def target_pid(target: Target) -> int:
@@ -516,8 +528,8 @@ def _reference_targets(bench: Run, keep: Keep, chain_id: int) -> services.Servic
     if bench.tools.nginx is not None:
         nginx = keep(services.start_nginx(bench.logs, stub.url, bench.tools.nginx))
         add_proxy("nginx", "nginx pass-through", nginx)
-    # The same event loop as walletgate's (asyncio.run in the CLI).
-    passthrough = keep(services.start_passthrough(bench.logs, stub.url, "asyncio"))
+    # The same event loop as walletgate's (walletgate serve runs on uvloop).
+    passthrough = keep(services.start_passthrough(bench.logs, stub.url, "uvloop"))
     add_proxy("passthrough", "aiohttp pass-through", passthrough)
     return stub
 
@@ -645,6 +657,7 @@ def run(config: BenchConfig, workdir: Path) -> Results:
             connections=2 * config.connections,
         )
         bench.profile_spends(main)
+        bench.profile_reads(main)
         bench.results.machine["load_average_end"] = os.getloadavg()
         bench.results.machine["wall_seconds"] = round(time.monotonic() - started)
     return bench.results

@@ -76,3 +76,27 @@ async def test_a_caller_that_gives_up_does_not_disturb_the_others(
         n for n in (1, 2, 3, 4) if n != cancelled + 1
     ]
     assert int(await redis.get("x")) == 4  # the command itself was still sent
+
+
+async def test_a_deferred_command_rides_the_next_pipeline(redis: aioredis.Redis) -> None:
+    auto = AutoPipeline(redis)
+    auto.defer("SET", "deferred", "1")
+    assert auto.batches_sent == 0  # nobody waits for it: it waits for company
+    assert await auto.execute("GET", "deferred") == b"1"  # sent first, in the same pipeline
+    assert auto.batches_sent == 1
+
+
+async def test_a_lone_deferred_command_goes_by_itself_and_failures_are_logged(
+    redis: aioredis.Redis,
+) -> None:
+    auto = AutoPipeline(redis)
+    auto.defer("SET", "alone", "1")
+    for _ in range(100):  # after DEFER_LINGER, with no other command to ride
+        if await redis.get("alone"):
+            break
+        await asyncio.sleep(0.05)
+    assert await redis.get("alone") == b"1" and auto.batches_sent == 1
+    await redis.set("text", "not a number")
+    auto.defer("INCR", "text")
+    await auto.drain()  # what a stopping process does
+    assert auto.deferred_failures == 1 and auto.batches_sent == 2

@@ -9,13 +9,14 @@ hand-written text.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime
 
 import httptools
 import pytest
 
 from bench import profile, report, stats
-from bench.loadgen import parse_wrk
+from bench.loadgen import Load, parse_wrk
 from bench.openloop import build_request
 from bench.policyset import (
     BENCH_AGENT,
@@ -25,6 +26,8 @@ from bench.policyset import (
     wallet_address,
 )
 from bench.procstat import parse_stat
+from bench.results import CLOSED, OPEN, OWN_RATE, WORKERS, Measurement, Results, TargetInfo
+from bench.runner import BenchConfig
 from bench.scenarios import (
     ALLOWED_SPEND,
     BATCH,
@@ -182,3 +185,74 @@ def test_report_keeps_the_text_around_the_generated_part() -> None:
     merged = report.merge(existing, generated)
     assert merged == f"# Benchmarks\n\nintro\n\n{generated}\n## Analysis\n"
     assert report.merge("# Title\n", generated) == f"# Title\n\n{generated}"
+
+
+def _measured(
+    section: str,
+    scenario: str,
+    target: str,
+    requests: int,
+    cpu: dict[str, float] | None = None,
+    *,
+    p99: float = 1.0,
+    basis: str | None = None,
+) -> Measurement:
+    latency = {"p50": p99 / 2, "p90": p99, "p99": p99, "p99.9": p99}
+    load = Load(requests, 1.0, 0, latency)
+    return Measurement(
+        section, scenario, target, 0, load, cpu or {}, 100.0 if basis else None, basis
+    )
+
+
+def test_the_targets_table_is_issue_13s_with_this_runs_figures() -> None:
+    groups = ("proxy", "backend", "postgres", "redis")
+    results = Results(
+        config=asdict(BenchConfig()),
+        machine={},
+        targets={
+            "direct": TargetInfo("direct", "stub", ("backend",)),
+            "passthrough": TargetInfo("passthrough", "pass-through", ("proxy", "backend")),
+            "walletgate": TargetInfo("walletgate", "walletgate", groups),
+            "w1000-x2": TargetInfo("w1000-x2", "walletgate, 2 workers", groups),
+        },
+        scenarios={s.name: s.title for s in SCENARIOS},
+    )
+    rates = {"reads": 900, "balance": 1400, "batch10": 1000, "spend_allowed": 200}
+    for scenario, ours in rates.items():
+        results.measurements += [
+            _measured(CLOSED, scenario, "passthrough", 1000, {"proxy": 0.2, "backend": 0.05}),
+            _measured(
+                CLOSED,
+                scenario,
+                "walletgate",
+                ours,
+                {"proxy": 0.15, "backend": 0.01, "postgres": 0.02, "redis": 0.02},
+            ),
+        ]
+    for scenario, added in (("reads", 0.5), ("spend_allowed", 3.5)):
+        results.measurements += [
+            _measured(OPEN, scenario, "direct", 100, p99=1.0, basis=OWN_RATE),
+            _measured(OPEN, scenario, "walletgate", 100, p99=1.0 + added, basis=OWN_RATE),
+        ]
+    results.measurements += [
+        _measured(WORKERS, "reads", "walletgate", 1000),
+        _measured(WORKERS, "reads", "w1000-x2", 1800),
+    ]
+    table = {v.measure: (v.target, v.result, v.met) for v in report.verdicts(results)}
+    assert table["reads ÷ pass-through"] == ("≥ 0.85×", "0.90× (900/s ÷ 1,000/s)", True)
+    assert table["cached eth_getBalance ÷ pass-through"][1:] == ("1.40× (1,400/s ÷ 1,000/s)", False)
+    assert table["batches of 10 reads ÷ pass-through"][0::2] == ("≥ 1×", True)
+    assert table["allowed spends ÷ pass-through"][0::2] == ("≥ 0.3×", False)
+    cpu = next(v for k, v in table.items() if k.startswith("CPU per allowed spend"))
+    # (0.15 + 0.01 + 0.02 + 0.02) s / 200 = 1,000 µs against 0.25 s / 1,000 = 250 µs.
+    assert cpu == ("≤ 4×", "4.00× (1,000 ÷ 250 µs)", True)
+    p99 = "p99 added at a quarter of walletgate's own saturation"
+    assert table[f"{p99}, reads"] == ("≤ +1 ms", "+0.50 ms", True)
+    assert table[f"{p99}, allowed spends"] == ("≤ +3 ms", "+3.50 ms", False)
+    assert table["`--workers 2` over one process, reads"] == (
+        "≥ 1.7×",
+        "1.80× (1,800/s ÷ 1,000/s)",
+        True,
+    )
+    text = report.render(results)
+    assert "| reads ÷ pass-through | ≥ 0.85× | 0.90× (900/s ÷ 1,000/s) | yes |" in text

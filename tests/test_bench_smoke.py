@@ -110,6 +110,7 @@ def test_the_profile_and_the_report_were_written(smoke: tuple[Results, str]) -> 
     results, text = smoke
     assert results.profile["samples"] > 0
     assert results.profile["components"]
+    assert results.read_profile["samples"] > 0
     assert text.startswith(report.BEGIN) and text.rstrip().endswith(report.END)
     for heading in ("### Targets", "### Throughput", "### Latency at a fixed rate", "### CPU"):
         assert heading in text

@@ -77,12 +77,17 @@ async def run_scenario(
     fleet.apply(document(devnet.chain_id, rule, cap))
     recipient = fresh_recipient()
     replies = await fire(fleet, amounts, recipient)
-    rows = await fleet.rows(
-        """SELECT status, decision, reason, tx_hash, request #>> '{params,0,value}' AS value,
-                  explanation ->> 'message' AS message, backend_error
-             FROM transactions WHERE request #>> '{params,0,to}' = $1""",
-        recipient,
-    )
+    for _ in range(100):
+        rows = await fleet.rows(
+            """SELECT status, decision, reason, tx_hash, request #>> '{params,0,value}' AS value,
+                      explanation ->> 'message' AS message, backend_error
+                 FROM transactions WHERE request #>> '{params,0,to}' = $1""",
+            recipient,
+        )
+        # Outcomes are written after the answers (queued): wait for the last of them.
+        if all(row["status"] != "pending" for row in rows):
+            break
+        await asyncio.sleep(0.1)
     assert len(rows) == len(amounts), "every request is in the audit log"
     committed = [int(r["value"], 16) for r in rows if r["status"] == "committed"]
     refused = [

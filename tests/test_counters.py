@@ -456,8 +456,14 @@ async def test_concurrent_rebuilds_never_add_up(rig: Rig) -> None:
     first, second = rig.counters(), rig.counters(other=True)
     assert isinstance(await spend(rig, first, [cap(100, 90)]), Reservation)
     await rig.flush()
+    # One reservation id per spend (it is the spend's transaction id: ADMIT is
+    # idempotent per id, see test_admit_after_a_rebuild_counts_the_row_once).
     answers = await asyncio.gather(
-        *(c.reserve(f"r{i}", [cap(100, 1)], NOW) for i in range(20) for c in (first, second))
+        *(
+            c.reserve(f"r{i}-{n}", [cap(100, 1)], NOW)
+            for i in range(20)
+            for n, c in enumerate((first, second))
+        )
     )
     assert sum(isinstance(a, Reservation) for a in answers) == 10
     assert await room(first, 100) == 0
@@ -573,3 +579,115 @@ async def test_redis_memory_per_active_wallet(redis: aioredis.Redis, pool: async
         f"bucket used; shared agent/owner counters {shared_busiest} B at most"
     )
     assert one_spend < 256 and busiest < 2048 and shared_busiest < 4096
+
+
+# -- the audit row first, then the reservation (no confirmation trip) -----------------------
+
+
+async def write_row(rig: Rig, tx_id: uuid.UUID, claims: Sequence[CounterClaim]) -> None:
+    """The durable intent row the pipeline writes before it reserves."""
+    await rig.audit.insert(
+        AuditRecord(
+            id=tx_id,
+            created_at=datetime.fromtimestamp(NOW, UTC),
+            method="eth_sendTransaction",
+            request={},
+            decision="allow",
+            reason="allowed",
+            status="pending",
+            agent_id="bot",
+            wallet_id="w1",
+            owner_id="acme",
+            chain_id=1337,
+            claims=claims_to_json(claims),
+        )
+    )
+
+
+async def test_admit_after_a_rebuild_counts_the_row_once(rig: Rig) -> None:
+    counters, other = rig.counters(), rig.counters(other=True)
+    assert isinstance(await spend(rig, counters, [cap(100, 20)]), Reservation)
+    # Redis loses everything between a spend's row and its reservation; another
+    # process rebuilds the counter first: it counts the row and re-creates its record.
+    first = uuid.uuid4()
+    await write_row(rig, first, [cap(100, 30)])
+    await rig.flush()
+    assert await room(other, 100) == 50
+    reserved = await counters.reserve(str(first), [cap(100, 30)], NOW)
+    assert isinstance(reserved, Reservation)
+    assert await room(counters, 100) == 50  # counted once, not twice
+    # The reservation itself finds the counter missing: the same.
+    second = uuid.uuid4()
+    await write_row(rig, second, [cap(100, 10)])
+    await rig.flush()
+    again = await counters.reserve(str(second), [cap(100, 10)], NOW)
+    assert isinstance(again, Reservation)
+    assert await room(counters, 100) == 40
+    # Settled exactly once: a refund takes the amount back once.
+    await counters.refund(again)
+    await counters.refund(again)
+    assert await room(counters, 100) == 50
+
+
+async def test_a_refusal_after_a_rebuild_takes_back_what_it_counted(rig: Rig) -> None:
+    counters = rig.counters()
+    assert isinstance(await spend(rig, counters, [cap(100, 80)]), Reservation)
+    tx_id = uuid.uuid4()
+    await write_row(rig, tx_id, [cap(100, 30)])
+    await rig.flush()
+    # The rebuild counts the row (110 > 100): refused, and what it counted is taken
+    # back (then tried again on its own, which still does not fit).
+    refused = await counters.reserve(str(tx_id), [cap(100, 30)], NOW)
+    assert isinstance(refused, CounterRefusal) and refused.already == 80
+    assert await room(counters, 100) == 20
+    assert not await rig.redis.exists(record_key(counter_of(cap(100, 30)).group, str(tx_id)))
+    # The pipeline turns the row into the refusal row it would have written: it stops
+    # counting, so a rebuild agrees.
+    row = await rig.pool.fetchrow("SELECT * FROM transactions WHERE id = $1", tx_id)
+    await rig.audit.refuse(
+        AuditRecord(
+            id=tx_id,
+            created_at=row["created_at"],
+            method=row["method"],
+            request={},
+            decision="deny",
+            reason="cumulative_cap_exceeded",
+            status="denied",
+            explanation={"decision": "deny", "reason": "cumulative_cap_exceeded"},
+        )
+    )
+    row = await rig.pool.fetchrow("SELECT * FROM transactions WHERE id = $1", tx_id)
+    assert (row["decision"], row["reason"], row["status"]) == (
+        "deny",
+        "cumulative_cap_exceeded",
+        "denied",
+    )
+    assert row["claims"] in ("[]", []) and row["settled_at"] is None
+    await rig.flush()
+    assert await room(counters, 100) == 20
+    # A row dropped because its request is decided again on newer state: gone.
+    dropped = uuid.uuid4()
+    await write_row(rig, dropped, [cap(100, 5)])
+    await rig.audit.discard(dropped)
+    assert await rig.pool.fetchval("SELECT count(*) FROM transactions WHERE id = $1", dropped) == 0
+
+
+async def test_a_deferred_commit_lands(rig: Rig) -> None:
+    counters = rig.counters()
+    records = []
+    for _ in range(2):
+        tx_id = uuid.uuid4()
+        await write_row(rig, tx_id, [cap(100, 10)])
+        reserved = await counters.reserve(str(tx_id), [cap(100, 10)], NOW)
+        assert isinstance(reserved, Reservation)
+        records.append(record_key(counter_of(cap(100, 10)).group, str(tx_id)))
+        await counters.commit_soon(reserved)
+        if not records[1:]:
+            # It rides the next admission's round trip (one server), or went at once
+            # (cluster): either way it has landed when that admission is answered.
+            assert isinstance(await counters.reserve("next", [cap(100, 5)], NOW), Reservation)
+            assert not await rig.redis.exists(records[0])
+    # With nothing else to ride, it goes by itself (at once when the process stops).
+    await counters.flush_deferred()
+    assert not await rig.redis.exists(records[1])
+    assert await room(counters, 100) == 75  # committed amounts stay counted

@@ -60,9 +60,16 @@ async def settled_rows(fleet: Fleet, recipient: str, count: int = 1) -> list[Any
 
 
 async def reservation_records(redis_url: str, tx_id: object) -> list[bytes | str]:
+    """The reservation records of ``tx_id`` left once its settlement landed in Redis (a
+    commit's DEL rides a later pipeline: it is waited for)."""
     client = aioredis.Redis.from_url(redis_url)
     try:
-        return list(await client.keys(f"*:res:{tx_id}"))
+        for _ in range(100):
+            found = list(await client.keys(f"*:res:{tx_id}"))
+            if not found:
+                break
+            await asyncio.sleep(0.05)
+        return found
     finally:
         await client.aclose()
 

@@ -8,9 +8,10 @@ are restarted on the same ports and the agents carry on until their caps refuse 
 
 Afterwards every transaction the devnet mined has its audit row (the intent row is
 durable before forwarding), the counters agree with the audit log (Redis holds the
-live rows plus reservations whose row was never written; a counter rebuilt from
-PostgreSQL holds exactly the live rows), and ``walletgate reconcile`` settles the rows
-the dead gateways left pending. See tests/support/fault_checks.py.
+live rows, less those whose gateway died after writing them and before reserving, plus
+reservations without a live row; a counter rebuilt from PostgreSQL holds exactly the
+live rows), and ``walletgate reconcile`` settles the rows the dead gateways left
+pending. See tests/support/fault_checks.py.
 """
 
 from __future__ import annotations

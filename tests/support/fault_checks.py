@@ -11,10 +11,14 @@ audit log (PostgreSQL), the counters (Redis) and what each agent was told.
 3. every call that reached the backend has an audit row of an allowed spend, and no
    call that walletgate refused as unavailable reached it;
 4. the counters agree: Redis holds what the live rows add up to, plus the reservations
-   it still holds for spends that never got a row (refused on the way, or killed before
-   the row was written: over-counting is the safe side), and once the counter and its
-   reservation records are lost, the counter rebuilt from PostgreSQL holds exactly the
-   live rows (and the records of those still in flight, for reconcile to settle).
+   it still holds for spends that never got a row (held spends reserve before their row
+   is written: refused on the way, or killed in between; over-counting is the safe
+   side), minus the rows of allowed spends whose gateway was killed after writing the
+   row and before reserving (``pending``, no reservation record, never reached the
+   backend: nothing to count in Redis, and a rebuild counts them, the safe side); and
+   once the counter and its reservation records are lost, the counter rebuilt from
+   PostgreSQL holds exactly the live rows (and the records of those still in flight, for
+   reconcile to settle).
 
 :class:`Tally` is what docs/reliability.md reports.
 """
@@ -326,22 +330,35 @@ async def check_counters(
         for raw, rows in witnesses.rows.items()
         if rows[0].status in LIVE_STATUSES and raw in sent_by_raw
     }
+    pending = {rows[0].id for rows in witnesses.rows.values() if rows[0].status == "pending"}
+    reached = {r.raw for r in witnesses.received}
     problems = []
     for wallet, claim in wallet_claims(witnesses, rule).items():
         key = counter_of(claim).key
         live_total = sum(sent.counted for sent in live.values() if sent.wallet == wallet)
         orphans = 0
+        reserved: set[str] = set()
         records = [r async for r in redis.scan_iter(match=record_key(group_of(claim), "*"))]
         for record in records:
             reservation = _text(record).rpartition(":res:")[2]
             entry = await redis.hget(record, key)
+            if entry is not None:
+                reserved.add(reservation)
             if entry is not None and reservation not in live:
                 orphans += int(_text(entry).split()[1])
+        unreserved = sum(
+            sent.counted
+            for row_id, sent in live.items()
+            if sent.wallet == wallet
+            and row_id in pending
+            and row_id not in reserved
+            and sent.raw not in reached
+        )
         held = await counted(counters, claim)
-        if held != live_total + orphans:
+        if held != live_total - unreserved + orphans:
             problems.append(
-                f"{wallet}: Redis counts {held}, the live rows {live_total} and "
-                f"reservations without a live row {orphans}"
+                f"{wallet}: Redis counts {held}, the live rows {live_total} (of which "
+                f"{unreserved} never reserved) and reservations without a live row {orphans}"
             )
         # Lose the counter and its reservation records, as a Redis restart would.
         await redis.delete(key, *records)

@@ -12,6 +12,7 @@ from walletgate.config.settings import Backend
 from walletgate.policies.decision import Decision, Finding, Outcome, Reason
 from walletgate.proxy import errors
 from walletgate.proxy.gateway import Caller, Response, SpendCall
+from walletgate.proxy.passthrough import RawAnswer
 from walletgate.storage.audit import AuditRecord
 from walletgate.storage.counters import CounterRefusal, claims_to_json
 
@@ -128,7 +129,10 @@ def call_json(call_id: Any, method: str, params: Any) -> dict[str, Any]:
 
 
 def with_id(body: Any, call_id: Any) -> Response:
-    """The backend's answer (or a bare result) as the answer to ``call_id``."""
+    """The backend's answer (or a bare result) as the answer to ``call_id``: the answer
+    itself, bytes and all, when it already answers ``call_id`` (a RawAnswer)."""
+    if type(body) is RawAnswer and body.answers(call_id):
+        return body
     if isinstance(body, dict):
         return {**body, "id": call_id}
     return {"jsonrpc": "2.0", "id": call_id, "result": body}

@@ -8,7 +8,6 @@ token nor any hop-by-hop header can reach the backend, and the backend's credent
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -18,6 +17,7 @@ from yarl import URL
 
 from walletgate.config.settings import Backend, Settings
 from walletgate.proxy.jsonrpc import dumps
+from walletgate.proxy.passthrough import decode_answer
 
 
 class Outcome(StrEnum):
@@ -98,7 +98,9 @@ class BackendClient:
                 Outcome.UNKNOWN, None, f"backend connection failed: {type(exc).__name__}"
             )
         try:
-            body = json.loads(raw)
+            # Decoded as json.loads would; an answer whose bytes may go to the agent as
+            # they are comes back as a RawAnswer (walletgate.proxy.passthrough).
+            body = decode_answer(raw)
         except (ValueError, UnicodeDecodeError):
             return BackendReply(
                 Outcome.UNKNOWN, None, f"backend answered HTTP {status} with non-JSON"
@@ -106,6 +108,11 @@ class BackendClient:
         if isinstance(body, dict):
             return reply_of(body, f"backend answered HTTP {status} without result")
         if isinstance(body, list):
+            if not isinstance(payload, list):
+                # A batch is no answer to one call: which element answers it, if any?
+                return BackendReply(
+                    Outcome.UNKNOWN, None, f"backend answered HTTP {status} with a batch"
+                )
             return BackendReply(Outcome.SUCCESS, body)
         return BackendReply(Outcome.UNKNOWN, None, f"backend answered HTTP {status} with odd JSON")
 

@@ -6,10 +6,18 @@ a held spend its owner approved (or whose delay passed), reserved when it was he
 Both settle the same way: committed (the amount stays counted, the wallet's cached
 balances dropped), refunded (the backend definitely refused it) or unknown (it may
 have been broadcast: the reservation keeps counting until reconciled).
+
+The request pipeline drops the wallet's cached balances in its admission's round trip,
+before forwarding (``balances_dropped``): its commit then rides the next pipeline
+(``Counters.commit_soon``) with a second drop of the cache, for a read that raced the
+spend. A refund is always made at once: the amount must come back exactly once, and
+before the agent can try again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -25,7 +33,7 @@ from walletgate.proxy.backend import BackendClient, BackendReply
 from walletgate.proxy.backend import Outcome as ForwardOutcome
 from walletgate.storage.audit import AuditOutcome
 from walletgate.storage.balance_cache import drop_balances
-from walletgate.storage.cache_keys import balance_key
+from walletgate.storage.cache_keys import BALANCE_DROPS_CHANNEL, balance_key
 from walletgate.storage.counters import CountersUnavailable, Reservation
 from walletgate.storage.redis_guard import CacheUnavailable
 
@@ -75,6 +83,28 @@ async def settle_quietly(
         _log.warning("could not settle reservation %s: %s", reserved.id, exc)
 
 
+async def commit_soon(gw: Gateway, reserved: Reservation, *, also_delete: str | None) -> None:
+    """Commit ``reserved`` in the next pipeline (``Counters.commit_soon``); a Redis
+    failure is logged, not raised (the records expire by themselves)."""
+    try:
+        await gw.counters.commit_soon(reserved, also_delete=also_delete)
+    except CountersUnavailable as exc:
+        _log.warning("could not commit reservation %s: %s", reserved.id, exc)
+
+
+def drop_balances_soon(gw: Gateway, key: str) -> asyncio.Future[Any]:
+    """Drop a wallet's cached balances (``key``) before a spend from it is forwarded:
+    this process's in-memory copies at once; the Redis entry, and, by announcing the
+    drop, every other gateway's copies, in this event-loop turn's pipeline (the spend's
+    reservation shares its round trip). Await the result for Redis's answer."""
+    if gw.near is not None:
+        gw.near.drop(key)
+    return asyncio.gather(
+        gw.counters.submit("DEL", key),
+        gw.counters.submit("PUBLISH", BALANCE_DROPS_CHANNEL, key),
+    )
+
+
 def _tx_hash_of(decoded: DecodedRequest, result: Any) -> str | None:
     if (
         isinstance(result, str)
@@ -95,10 +125,13 @@ async def forward_and_settle(
     decoded: DecodedRequest,
     reserved: Reservation,
     started: float,
+    balances_dropped: bool = False,
 ) -> Settled:
     """Forward ``request_json`` (exactly what was judged), settle ``reserved`` by the
     backend's answer and queue the audit row's outcome. ``started``: when deciding began
-    (``time.perf_counter``), for the timings."""
+    (``time.perf_counter``), for the timings. ``balances_dropped``: the caller already
+    dropped the wallet's cached balances before forwarding, so nothing needs to wait
+    for Redis before the answer when the backend accepted the spend."""
     forwarded_at = time.perf_counter()
     reply = await forward(gw, backend, request_json)
     settled: datetime = gw.clock()
@@ -114,9 +147,17 @@ async def forward_and_settle(
         if decoded.wallet is not None and decoded.method_class is MethodClass.SPENDING
         else None
     )
+    announce = stale_balances
+    if announce is not None and gw.near is not None:
+        # This process's own copies go before the answer (a read that raced the spend
+        # may have put the old balance back since the drop before forwarding).
+        gw.near.drop(announce)
     tx_hash: str | None = None
     if reply.outcome is ForwardOutcome.SUCCESS:
-        await settle_quietly(gw, reserved, refund=False, also_delete=stale_balances)
+        if balances_dropped:
+            await commit_soon(gw, reserved, also_delete=stale_balances)
+        else:
+            await settle_quietly(gw, reserved, refund=False, also_delete=stale_balances)
         stale_balances = None  # dropped with the commit
         result = reply.body.get("result") if isinstance(reply.body, dict) else None
         tx_hash = _tx_hash_of(decoded, result) or decoded.tx_hash
@@ -142,9 +183,16 @@ async def forward_and_settle(
         )
     if stale_balances is not None and decoded.wallet is not None:
         try:
-            await drop_balances(gw.redis, chain_id, decoded.wallet)
-        except (RedisError, CacheUnavailable):
+            if balances_dropped:  # once more, later: for a read that raced the spend
+                await gw.counters.delete_later(stale_balances)
+            else:
+                await drop_balances(gw.redis, chain_id, decoded.wallet)
+        except (RedisError, CacheUnavailable, CountersUnavailable):
             _log.warning("could not drop the balance cache of %s", decoded.wallet)
+    if announce is not None:
+        # Every gateway's in-memory copies (storage.near_balances) go when they hear it.
+        with contextlib.suppress(CountersUnavailable):
+            await gw.counters.send_later("PUBLISH", BALANCE_DROPS_CHANNEL, announce)
     gw.metrics.spend_latency.observe(time.perf_counter() - started)
     call_id = request_json.get("id")
     if reply.body is None:

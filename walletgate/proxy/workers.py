@@ -61,6 +61,8 @@ def _orphaned(channel: Connection) -> None:
 def _worker_main(settings: Settings, index: int, channel: Connection) -> None:
     """Entry point of a worker process: serve until told to stop or orphaned."""
     # Imported here: the parent needs none of the request path.
+    import uvloop
+
     from walletgate.proxy.backend import BackendError
     from walletgate.proxy.log_redaction import configure_logging
     from walletgate.proxy.server import serve
@@ -77,7 +79,8 @@ def _worker_main(settings: Settings, index: int, channel: Connection) -> None:
         await serve(settings, on_ready=lambda: channel.send(_READY))
 
     try:
-        asyncio.run(run())
+        # The event loop of a single-process gateway (walletgate.cli: serve runs on uvloop).
+        uvloop.run(run())
     except BackendError as exc:
         print(f"walletgate: refusing to start: {exc}", file=sys.stderr)
         sys.exit(1)

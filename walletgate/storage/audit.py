@@ -7,6 +7,12 @@ single insert would. ``insert`` returns only once the row is committed, so a spe
 intent row is durable before it is forwarded (SPEC §6). Outcome updates are queued and
 written in the same batches; they are retried until they land, and a row whose outcome
 never landed stays ``pending``, which keeps counting against caps until reconciled.
+
+An allowed spend's row is written before its reservation; when the reservation is then
+refused, :meth:`AuditWriter.refuse` turns the row into the refusal row it would have
+been (``denied``, no claims), and :meth:`AuditWriter.discard` removes it when the request
+must be decided again on newer state. Both touch only a row still ``pending``, ride the
+same batches, and are retried until they land; until then the row counts (the safe side).
 """
 
 from __future__ import annotations
@@ -78,6 +84,15 @@ class AuditOutcome:
     tx_hash: str | None = None
     backend_error: Any = None
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rewrite:
+    """A ``pending`` row never reserved nor forwarded: replaced by the refusal row
+    ``record``, or deleted when ``record`` is None."""
+
+    id: UUID
+    record: AuditRecord | None
 
 
 # What writing a batch may raise that is not a bug of walletgate's.
@@ -155,6 +170,18 @@ VALUES ($1::uuid, $2::timestamptz, $3::text, $4::text, $5::text, $6::bigint, $7:
         $13::jsonb -> 1, $13::jsonb -> 2, $13::jsonb -> 3, $13::jsonb -> 4, $13::jsonb -> 5)
 """
 
+# The refusal row a still pending row becomes (what _log_refusal would have inserted):
+# claims go (a refusal reserves nothing), request and intents stay.
+_REFUSE = """
+UPDATE transactions
+   SET decision = $2::text, reason = $3::text, status = $4::text, usd_value = $5::numeric,
+       explanation = $6::jsonb -> 0, amounts = $6::jsonb -> 1, claims = $6::jsonb -> 2,
+       timings = $6::jsonb -> 3
+ WHERE id = $1::uuid AND status = 'pending'
+"""
+
+_DISCARD = "DELETE FROM transactions WHERE id = $1::uuid AND status = 'pending'"
+
 # Each row is updated at most once per statement (see _rounds).
 _UPDATE = """
 UPDATE transactions AS t
@@ -200,6 +227,24 @@ def _insert_args(record: AuditRecord) -> tuple[Any, ...]:
     )
 
 
+def _refuse_args(record: AuditRecord) -> tuple[Any, ...]:
+    return (
+        record.id,
+        record.decision,
+        record.reason,
+        record.status,
+        record.usd_value,
+        _dumps(
+            [
+                record.explanation,
+                {asset: str(units) for asset, units in record.amounts.items()},
+                list(record.claims),
+                record.timings,
+            ]
+        ),
+    )
+
+
 _TX_HASH = re.compile(r"^0x[0-9a-f]{64}$")
 
 
@@ -225,6 +270,7 @@ class AuditWriter:
         self._timeout = timeout
         self._inserts: list[tuple[AuditRecord, asyncio.Future[None]]] = []
         self._updates: list[AuditOutcome] = []
+        self._rewrites: list[tuple[_Rewrite, asyncio.Future[None]]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -258,44 +304,71 @@ class AuditWriter:
         self._updates.append(outcome)
         self._wakeup.set()
 
+    async def refuse(self, record: AuditRecord) -> None:
+        """Turn the row ``record.id``, written ``pending`` before its reservation, into
+        the refusal row ``record`` (status ``denied``): the reservation was refused, or
+        could not be made, and nothing was forwarded. Only a row still ``pending`` changes.
+
+        Returns once that is committed, or once a first attempt failed: it then stays
+        queued and is retried until it lands (the refusal stands either way).
+        """
+        await self._rewrite(_Rewrite(record.id, record))
+
+    async def discard(self, row_id: UUID) -> None:
+        """Delete the row ``row_id``, written ``pending`` before its reservation, when the
+        request was neither reserved nor forwarded and is decided again on newer state
+        (it gets a row of its own then). Returns like :meth:`refuse`."""
+        await self._rewrite(_Rewrite(row_id, None))
+
+    async def _rewrite(self, rewrite: _Rewrite) -> None:
+        if self._task is None or self._closing:
+            raise AuditUnavailable("the audit writer is not running")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._rewrites.append((rewrite, future))
+        self._wakeup.set()
+        await asyncio.shield(future)
+
     @property
     def backlog(self) -> int:
         """Rows and updates waiting to be written (exported as a metric)."""
-        return len(self._inserts) + len(self._updates)
+        return len(self._inserts) + len(self._updates) + len(self._rewrites)
 
     async def _run(self) -> None:
         backoff = 0.05
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while self._inserts or self._updates:
+            while self._inserts or self._updates or self._rewrites:
                 inserts = self._inserts[: self._max_batch]
                 del self._inserts[: len(inserts)]
                 updates = self._updates[: self._max_batch]
                 del self._updates[: len(updates)]
+                rewrites = self._rewrites[: self._max_batch]
+                del self._rewrites[: len(rewrites)]
                 try:
-                    await asyncio.wait_for(self._write(inserts, updates), self._timeout)
+                    await asyncio.wait_for(self._write(inserts, updates, rewrites), self._timeout)
                 except asyncpg.PostgresError as exc:
                     if _transient(exc):
-                        if not await self._retry_later(inserts, updates, exc, backoff):
+                        if not await self._retry_later(inserts, updates, exc, backoff, rewrites):
                             return
                         backoff = min(backoff * 2, 2.0)
                         continue
                     # One row the database refuses must not spoil the batch (or, retried
                     # forever, every batch after it): write them one at a time.
-                    await self._write_each(inserts, updates)
+                    await self._write_each(inserts, updates, rewrites)
                 except (asyncpg.DataError, ValueError, TypeError):
                     # A value that cannot even be encoded (an int past asyncpg's or json's
                     # limits): isolated like a refused row, or the writer task would die
                     # and leave every insert() waiting forever.
-                    await self._write_each(inserts, updates)
+                    await self._write_each(inserts, updates, rewrites)
                 except (OSError, asyncpg.InterfaceError, TimeoutError) as exc:
-                    if not await self._retry_later(inserts, updates, exc, backoff):
+                    if not await self._retry_later(inserts, updates, exc, backoff, rewrites):
                         return
                     backoff = min(backoff * 2, 2.0)
                     continue
                 backoff = 0.05
                 _resolve(inserts)
+                _resolve(rewrites)
             if self._closing:
                 return
 
@@ -305,6 +378,7 @@ class AuditWriter:
         updates: list[AuditOutcome],
         exc: BaseException,
         backoff: float,
+        rewrites: list[tuple[_Rewrite, asyncio.Future[None]]],
     ) -> bool:
         """The database is unreachable: refuse the waiting spends, keep the outcomes."""
         _log.warning(
@@ -313,15 +387,21 @@ class AuditWriter:
         for _, future in inserts:
             if not future.done():
                 future.set_exception(AuditUnavailable(f"audit log unavailable: {exc}"))
-        # Outcomes must land eventually; keep them for the next attempt.
+        # Outcomes must land eventually; keep them for the next attempt. So must the
+        # rewrites of refused rows, whose callers need not wait for that.
         self._updates[:0] = updates
+        self._rewrites[:0] = rewrites
+        _resolve(rewrites)
         if self._closing:
             return False
         await asyncio.sleep(backoff)
         return True
 
     async def _write_each(
-        self, inserts: list[tuple[AuditRecord, asyncio.Future[None]]], updates: list[AuditOutcome]
+        self,
+        inserts: list[tuple[AuditRecord, asyncio.Future[None]]],
+        updates: list[AuditOutcome],
+        rewrites: Sequence[tuple[_Rewrite, asyncio.Future[None]]] = (),
     ) -> None:
         for record, future in inserts:
             try:
@@ -342,9 +422,20 @@ class AuditWriter:
                     break
                 except (*_WRITE_ERRORS, ValueError, TypeError) as exc:
                     _log.error("audit outcome of %s refused: %s", outcome.id, exc)
+        for rewrite, future in rewrites:
+            # A refusal row the database refuses stays "pending", which keeps counting
+            # until reconciled: the safe side.
+            try:
+                await asyncio.wait_for(self._write([], [], [(rewrite, future)]), self._timeout)
+            except (*_WRITE_ERRORS, ValueError, TypeError) as exc:
+                _log.error("audit rewrite of %s refused: %s", rewrite.id, exc)
+            _resolve([(rewrite, future)])
 
     async def _write(
-        self, inserts: list[tuple[AuditRecord, asyncio.Future[None]]], updates: list[AuditOutcome]
+        self,
+        inserts: list[tuple[AuditRecord, asyncio.Future[None]]],
+        updates: list[AuditOutcome],
+        rewrites: Sequence[tuple[_Rewrite, asyncio.Future[None]]] = (),
     ) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             if inserts:
@@ -357,6 +448,12 @@ class AuditWriter:
                     await record_events(conn, [spend_event(r) for r in notified])
             for round_ in _rounds(updates):
                 await _execute(conn, _UPDATE, _UPDATE_ONE, [_update_args(u) for u in round_])
+            # Rare (a reservation refused after its row was written): one statement each.
+            for rewrite, _ in rewrites:
+                if rewrite.record is None:
+                    await conn.execute(_DISCARD, rewrite.id)
+                else:
+                    await conn.execute(_REFUSE, *_refuse_args(rewrite.record))
 
 
 async def _execute(
@@ -400,7 +497,7 @@ def _transient(exc: asyncpg.PostgresError) -> bool:
     return str(getattr(exc, "sqlstate", "") or "")[:2] in _TRANSIENT_CLASSES
 
 
-def _resolve(inserts: list[tuple[AuditRecord, asyncio.Future[None]]]) -> None:
-    for _, future in inserts:
+def _resolve(waiting: Sequence[tuple[object, asyncio.Future[None]]]) -> None:
+    for _, future in waiting:
         if not future.done():
             future.set_result(None)

@@ -21,7 +21,8 @@ from __future__ import annotations
 # ``missing`` returns {-1, {i...}} when counters first..last include missing ones;
 # ``check`` returns nil when each of them has room, else {i, {bucket, total, ...}}
 # (counter i would exceed its limit; its counted buckets). With ``cleanup``, buckets
-# that left the window are deleted on the way.
+# that left the window are deleted on the way. Counters marked in ``counted`` already
+# hold the amount (a rebuild counted it): they are checked for it without adding it.
 _CHECK = """
 local function missing(first, last, ko)
   local found = {}
@@ -31,11 +32,12 @@ local function missing(first, last, ko)
   if #found > 0 then return {-1, found} end
   return nil
 end
-local function check(first, last, ko, ao, cleanup)
+local function check(first, last, ko, ao, cleanup, counted)
   for i = first, last do
     local key, base = KEYS[ko + i], ao + (i - 1) * 5
     local oldest = tonumber(ARGV[base + 2])
     local amount, limit = tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
+    if counted and counted[i] then amount = 0 end
     local total, live = 0, {}
     local fields = redis.call('HGETALL', key)
     for j = 1, #fields, 2 do
@@ -64,7 +66,15 @@ end
 # 3. spend counters, in ``g`` groups of ARGV[5 + k] counters: all fit and are added,
 #    each group's amounts written to its reservation record (the last ``g`` KEYS) so
 #    they can be settled exactly once; or none is added (the request counts stay).
-#
+#    Idempotent per reservation: the audit row of a spend is written before its
+#    reservation, so a counter rebuilt from PostgreSQL in between already counts it and
+#    INIT wrote its entry into the record. A counter the record already names is
+#    checked with the amount in it (total <= limit) and not added to again. A refusal
+#    then answers {i, live, n, f}, n > 0 when the record already named counters of this
+#    call: the caller takes those amounts back (REFUND), since the spend is not sent;
+#    f = 1 when the refusing counter was rebuilt in the last REBUILT_FOR seconds (its
+#    total may still hold rows of spends not reserved yet: the caller may try again;
+#    the marker key REBUILT_PREFIX .. counter key, set by INIT, shares its hash tag);
 # 4. once admitted, the ``h`` hash fields the request will need next (its cached
 #    balances) are read and returned after the 0: {0, value or false, ...}.
 #
@@ -73,8 +83,15 @@ end
 # checked), the counters, the g records, the h hashes. Missing counters are reported
 # before anything is added. On one Redis server a whole request is one call; on a
 # cluster, one call per hash tag (and the hashes are read apart).
+#: Seconds after a rebuild during which a refusal says so (see ADMIT's step 3), and
+#: the prefix of the key that marks it (outside the ``{wg:c:`` key space that tests and
+#: tools scan for counters; its hash tag is the counter's).
+REBUILT_FOR = 5
+REBUILT_PREFIX = "wg:rebuilt:"
+
 ADMIT = (
     _CHECK
+    + f"local REBUILT_PREFIX = '{REBUILT_PREFIX}'\n"
     + """
 local ko = 0
 if ARGV[1] ~= '' then
@@ -87,8 +104,22 @@ local ao, n = 5 + g, r
 for k = 1, g do n = n + tonumber(ARGV[5 + k]) end
 local absent = missing(1, n, ko)
 if absent then return absent end
-local refused = check(1, r, ko, ao, true)
-if refused then return refused end
+local counted, recounted, i = {}, 0, r
+for k = 1, g do
+  local record = KEYS[ko + n + k]
+  for _ = 1, tonumber(ARGV[5 + k]) do
+    i = i + 1
+    if redis.call('HEXISTS', record, KEYS[ko + i]) == 1 then
+      counted[i] = true
+      recounted = recounted + 1
+    end
+  end
+end
+local refused = check(1, r, ko, ao, true, nil)
+if refused then
+  refused[3] = recounted
+  return refused
+end
 local function add(i)
   local base = ao + (i - 1) * 5
   redis.call('HINCRBY', KEYS[ko + i], ARGV[base + 1], ARGV[base + 3])
@@ -96,15 +127,21 @@ local function add(i)
   return base
 end
 for i = 1, r do add(i) end
-refused = check(r + 1, n, ko, ao, true)
-if refused then return refused end
-local i = r
+refused = check(r + 1, n, ko, ao, true, counted)
+if refused then
+  refused[3] = recounted
+  refused[4] = redis.call('EXISTS', REBUILT_PREFIX .. KEYS[ko + refused[1]])
+  return refused
+end
+i = r
 for k = 1, g do
   local record = KEYS[ko + n + k]
   for _ = 1, tonumber(ARGV[5 + k]) do
     i = i + 1
-    local base = add(i)
-    redis.call('HSET', record, KEYS[ko + i], ARGV[base + 1] .. ' ' .. ARGV[base + 3])
+    if not counted[i] then
+      local base = add(i)
+      redis.call('HSET', record, KEYS[ko + i], ARGV[base + 1] .. ' ' .. ARGV[base + 3])
+    end
   end
   redis.call('EXPIRE', record, ARGV[2])
 end
@@ -121,14 +158,17 @@ return answer
 PEEK = (
     _CHECK
     + """
-return missing(1, #KEYS, 0) or check(1, #KEYS, 0, 0, false) or {0}
+return missing(1, #KEYS, 0) or check(1, #KEYS, 0, 0, false, nil) or {0}
 """
 )
 
 # KEYS[1]: a missing counter; KEYS[2..]: records of in-flight reservations it counts.
 # ARGV: counter ttl, bucket count b, b pairs (bucket, total), then per record: entry, ttl.
 # Set-if-absent: a counter that exists (another process rebuilt it, or a reservation
-# went in meanwhile) is left alone, so a total is never added onto another.
+# went in meanwhile) is left alone, so a total is never added onto another. ARGV[3 + 2b
+# + 2r] (after the records' pairs) is how long to mark it as just rebuilt (KEYS[#KEYS]
+# the marker): the rows of spends in flight then are counted, reserved or not yet (an
+# allowed spend's row is written before its reservation).
 INIT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local b = tonumber(ARGV[2])
@@ -138,13 +178,14 @@ for j = 1, b do
 end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 local base = 2 + 2 * b
-for k = 2, #KEYS do
+for k = 2, #KEYS - 1 do
   local at = base + 2 * (k - 2)
   redis.call('HSETNX', KEYS[k], KEYS[1], ARGV[at + 1])
   if redis.call('TTL', KEYS[k]) < tonumber(ARGV[at + 2]) then
     redis.call('EXPIRE', KEYS[k], ARGV[at + 2])
   end
 end
+redis.call('SET', KEYS[#KEYS], '1', 'EX', ARGV[#ARGV])
 return 1
 """
 
