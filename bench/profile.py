@@ -29,7 +29,10 @@ COMPONENTS: tuple[tuple[str, str], ...] = (
     ("decoding (EVM, JSON-RPC)", r"proxy/evm/|proxy/jsonrpc\.py|eth_\w+/|rlp/"),
     ("access log", r"(^|/)logging/|log_redaction\.py"),
     ("metrics", r"prometheus_client/|proxy/metrics\.py"),
-    ("request pipeline (glue)", r"proxy/(pipeline|spend_path)\.py"),
+    (
+        "request pipeline (glue)",
+        r"proxy/(pipeline|spend_path|read_path|answers|passthrough|settle)\.py",
+    ),
     ("HTTP server (aiohttp, auth)", r"aiohttp/|proxy/app\.py|multidict/|yarl/"),
 )
 # Standard-library frames (their paths are relative to the library, e.g. asyncio/...).

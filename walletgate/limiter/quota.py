@@ -30,6 +30,9 @@ from walletgate.storage.counters import (
 from walletgate.storage.redis_client import REDIS_ERRORS, RedisClient, as_text
 from walletgate.storage.windows import WindowError, bucketing
 
+#: Claim sets whose counters are remembered at most (a bound on memory).
+_MAX_CLAIM_SETS = 65_536
+
 _ERRORS: tuple[type[Exception], ...] = (*REDIS_ERRORS, CountersUnavailable)
 
 # KEYS: n counters, then h hashes. ARGV: n, h, then eight values per counter (bucket,
@@ -107,11 +110,24 @@ class RequestQuota:
         self._redis = redis
         self._counters = counters
         self._book = BlockBook()
+        self._plans: dict[tuple[CounterClaim, ...], list[Counter]] = {}
         self._lease: AsyncScript = redis.register_script(LEASE_LUA)
 
     def clear(self) -> None:
         """Drop every held block (the state version changed: limits may be lower)."""
         self._book.clear()
+        self._plans.clear()
+
+    def _counters_of(self, claims: Sequence[CounterClaim]) -> list[Counter]:
+        """``merged_counters(claims)``, remembered: an agent's claims repeat on every
+        call (kept for a bounded number of claim sets, until the state changes)."""
+        key = tuple(claims)
+        found = self._plans.get(key)
+        if found is None:
+            if len(self._plans) >= _MAX_CLAIM_SETS:
+                self._plans.clear()
+            found = self._plans[key] = merged_counters(claims)
+        return found
 
     async def admit(
         self,
@@ -125,7 +141,7 @@ class RequestQuota:
         :class:`~walletgate.storage.counters.CountersUnavailable` when Redis fails or a
         window cannot be bucketed; nothing is counted then."""
         try:
-            counters = merged_counters(claims)
+            counters = self._counters_of(claims)
             needs = [_need(counter, now) for counter in counters]
         except WindowError as exc:
             raise CountersUnavailable(f"counters unavailable: {exc}") from exc

@@ -74,6 +74,22 @@ def request_rate_claims(
     agent's own is ignored, so an agent cannot spend another agent's request budget;
     wallet-scoped request limits count only the requests that act for that wallet.
     """
+    key = (
+        agent_id,
+        None if wallet is None else wallet.id,
+        None if wallet is None else wallet.agent,
+        None if wallet is None else wallet.owner,
+    )
+    memo = policies.request_claims_memo
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = _request_rate_claims(agent_id, wallet, policies)
+    return found
+
+
+def _request_rate_claims(
+    agent_id: str, wallet: Wallet | None, policies: PolicySet
+) -> tuple[CounterClaim, ...]:
     agent = policies.agents.get(agent_id)
     if agent is None:
         return ()

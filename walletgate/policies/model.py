@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from walletgate.policies.rule_types import (
     ApprovalLimit,
@@ -227,6 +228,11 @@ class PolicySet:
     _applicable_memo: dict[tuple[str, str | None, str], tuple[Policy, ...]] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
+    #: ``claims.request_rate_claims`` per (agent, wallet id, wallet agent, wallet owner):
+    #: every call of an agent needs them, reads included.
+    _request_claims: dict[tuple[str, str | None, str | None, str | None], tuple[Any, ...]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
     #: The addresses of each agent's wallets per chain, in document order.
     _agent_wallets: dict[tuple[str, int], tuple[str, ...]] = field(
         init=False, repr=False, compare=False, default_factory=dict
@@ -268,6 +274,13 @@ class PolicySet:
         (policy, rule, derived value). The objects are kept to check identity: an id is
         only unique while its object lives."""
         return self._judged
+
+    @property
+    def request_claims_memo(
+        self,
+    ) -> dict[tuple[str, str | None, str | None, str | None], tuple[Any, ...]]:
+        """``claims.request_rate_claims``'s memo, kept with the set (dropped with it)."""
+        return self._request_claims
 
     def wallet_by_address(self, chain_id: int, address: str) -> Wallet | None:
         """The wallet with this canonical address on this chain, if walletgate knows it."""

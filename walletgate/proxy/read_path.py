@@ -98,7 +98,8 @@ class ReadPath:
         self, call_id: Any, query: tuple[str, str] | None, reply: BackendReply
     ) -> Response:
         """The backend's answer to one read, remembered in the balance cache if it is one."""
-        if reply.body is None:
+        if reply.body is None or reply.outcome is ForwardOutcome.UNKNOWN:
+            # No answer, or one that is neither a result nor an error: not passed on.
             return errors.error_object(
                 call_id, errors.RESOURCE_UNAVAILABLE, f"backend unavailable: {reply.detail}"
             )

@@ -25,6 +25,7 @@ from walletgate.proxy.app import AppState, build_app
 from walletgate.proxy.backend import BackendClient, BackendError, new_session, redact_url
 from walletgate.proxy.executor import ApprovalWorker
 from walletgate.proxy.gateway import Gateway
+from walletgate.proxy.heap import settle_heap
 from walletgate.proxy.log_redaction import RedactingAccessLogger, configure_logging
 from walletgate.proxy.metrics import new_metrics
 from walletgate.storage.audit import AuditWriter
@@ -190,6 +191,7 @@ async def serve(
         )
         await runner.setup()
         await _warm_http(runner)
+        settle_heap()
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=True)
         await site.start()
         for backend in settings.all_backends():

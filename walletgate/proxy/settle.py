@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 
 from walletgate.intents import DecodedRequest, MethodClass
 from walletgate.proxy import errors
+from walletgate.proxy.answers import with_id
 from walletgate.proxy.backend import BackendClient, BackendReply
 from walletgate.proxy.backend import Outcome as ForwardOutcome
 from walletgate.storage.audit import AuditOutcome
@@ -203,8 +204,6 @@ async def forward_and_settle(
             "sent and keeps counting against limits until reconciled",
             {"decision": "allow", "reason": "backend_unknown", "transaction_id": str(tx_id)},
         )
-    elif isinstance(reply.body, dict):
-        response = {**reply.body, "id": call_id}
     else:
-        response = {"jsonrpc": "2.0", "id": call_id, "result": reply.body}
+        response = with_id(reply.body, call_id)
     return Settled(status, reply, response, tx_hash)
