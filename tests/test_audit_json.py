@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from walletgate.storage.audit import _dumps, _jsonb_safe
+from walletgate.storage.audit_rows import dumps_jsonb, jsonb_safe
 
 
 @settings(max_examples=300, deadline=None)
@@ -27,8 +27,8 @@ from walletgate.storage.audit import _dumps, _jsonb_safe
     )
 )
 def test_json_for_jsonb_is_what_the_careful_walk_would_write(value: Any) -> None:
-    # _dumps lets the C encoder do the work and fixes NUL escapes in the text; it must
-    # write exactly what walking the value with _jsonb_safe first writes.
-    reference = json.dumps(_jsonb_safe(value), separators=(",", ":"), default=str, allow_nan=False)
-    assert _dumps(value) == reference
+    # dumps_jsonb lets the C encoder do the work and fixes NUL escapes in the text; it must
+    # write exactly what walking the value with jsonb_safe first writes.
+    reference = json.dumps(jsonb_safe(value), separators=(",", ":"), default=str, allow_nan=False)
+    assert dumps_jsonb(value) == reference
     assert "\\u0000" not in reference.replace("\\\\", "")

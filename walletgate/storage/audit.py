@@ -19,14 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import math
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime
-from decimal import Decimal
+from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
@@ -34,231 +29,27 @@ import asyncpg
 
 from walletgate.notify.events import spend_event
 from walletgate.notify.outbox import record_events
-from walletgate.storage.approvals import HoldInfo, insert_holds
+from walletgate.storage.approvals import insert_holds
+from walletgate.storage.audit_rows import (
+    DISCARD_SQL,
+    INSERT_ONE_SQL,
+    INSERT_SQL,
+    REFUSE_SQL,
+    UPDATE_ONE_SQL,
+    UPDATE_SQL,
+    WRITE_ERRORS,
+    AuditOutcome,
+    AuditRecord,
+    AuditUnavailable,
+    Rewrite,
+    insert_args,
+    refuse_args,
+    update_args,
+)
+
+__all__ = ["AuditOutcome", "AuditRecord", "AuditUnavailable", "AuditWriter"]
 
 _log = logging.getLogger(__name__)
-
-
-class AuditUnavailable(RuntimeError):
-    """The audit row could not be made durable: the spend must not be forwarded."""
-
-
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
-    """A new row of the audit log (see migrations/0001_initial.sql for the columns)."""
-
-    id: UUID
-    created_at: datetime
-    method: str
-    request: Any
-    decision: str
-    reason: str
-    status: str
-    agent_id: str | None = None
-    wallet_id: str | None = None
-    owner_id: str | None = None
-    chain_id: int | None = None
-    backend: str = "default"
-    intents: Sequence[Any] = ()
-    explanation: Any = field(default_factory=dict)
-    amounts: dict[str, int] = field(default_factory=dict)
-    usd_value: Decimal | None = None
-    claims: Sequence[Any] = ()
-    timings: dict[str, float] = field(default_factory=dict)
-    # Set for a held request: the id of the approval row written with it, and what
-    # that row records (walletgate.storage.approvals).
-    approval_id: UUID | None = None
-    hold: HoldInfo | None = None
-    # A `notify` tier fired: a spend.notify event goes to the owner's outbox in the
-    # transaction that writes this row (walletgate.notify.outbox).
-    notify: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class AuditOutcome:
-    """What happened after forwarding: the final status and what the backend said."""
-
-    id: UUID
-    status: str  # committed | refunded | unknown
-    settled_at: datetime
-    tx_hash: str | None = None
-    backend_error: Any = None
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class _Rewrite:
-    """A ``pending`` row never reserved nor forwarded: replaced by the refusal row
-    ``record``, or deleted when ``record`` is None."""
-
-    id: UUID
-    record: AuditRecord | None
-
-
-# What writing a batch may raise that is not a bug of walletgate's.
-_WRITE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
-
-
-def _jsonb_safe(value: Any) -> Any:
-    """``value`` with what PostgreSQL's jsonb cannot hold replaced, so that no content a
-    client or a backend sends can make a row (and with it the whole group-committed
-    batch) fail: NUL characters become U+FFFD, non-finite floats their names."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {_jsonb_safe(str(key)): _jsonb_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonb_safe(item) for item in value]
-    return value
-
-
-# Fractions parsed from requests are Decimal: str() keeps their exact digits.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False)
-# A \u0000 escape in JSON text: preceded by an even number of backslashes (an odd number
-# would make it the text "\u0000" of an escaped backslash, which jsonb accepts).
-_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
-
-
-def _dumps(value: Any) -> str:
-    """``value`` as JSON text that jsonb accepts (see :func:`_jsonb_safe`).
-
-    The C encoder does the work; the Python walk runs only for what it refuses
-    (non-finite floats, keys it cannot write), and NUL escapes are rewritten in the
-    text, which is much cheaper than walking every row's structure.
-    """
-    try:
-        text = _ENCODER.encode(value)
-    except (TypeError, ValueError):
-        text = _ENCODER.encode(_jsonb_safe(value))
-    if "\\u0000" in text:
-        text = _NUL_ESCAPE.sub(r"\1\\ufffd", text)
-    return text
-
-
-# One statement per group commit, whatever the batch size: the rows go as one array per
-# column and unnest() turns them back into rows. PostgreSQL parses, plans and executes
-# one statement instead of one per row. Identifier columns go as text[]: the assignment
-# to the wg_id columns applies the domain's CHECK to every element, as a text parameter
-# did. A row's jsonb columns go as one JSON array (one json.dumps per row, one array
-# element: asyncpg checks every element of an array parameter in Python), taken apart
-# by position; a JSON null there is only ever a None (SQL NULL) of a nullable column.
-_INSERT = """
-INSERT INTO transactions (id, created_at, agent_id, wallet_id, owner_id, chain_id, backend,
-    method, decision, reason, status, usd_value, request, intents, explanation, amounts,
-    claims, timings)
-SELECT u.id, u.created_at, u.agent_id, u.wallet_id, u.owner_id, u.chain_id, u.backend,
-       u.method, u.decision, u.reason, u.status, u.usd_value, u.json -> 0, u.json -> 1,
-       u.json -> 2, u.json -> 3, u.json -> 4, u.json -> 5
-  FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
-              $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
-              $12::numeric[], $13::jsonb[])
-       AS u (id, created_at, agent_id, wallet_id, owner_id, chain_id, backend, method,
-             decision, reason, status, usd_value, json)
-"""
-
-# A batch of one row goes as the plain statement with the same arguments: PostgreSQL
-# plans the unnest() statements for every execution (a generic plan would assume 100
-# rows), which costs more than it saves when there is one row.
-_INSERT_ONE = """
-INSERT INTO transactions (id, created_at, agent_id, wallet_id, owner_id, chain_id, backend,
-    method, decision, reason, status, usd_value, request, intents, explanation, amounts,
-    claims, timings)
-VALUES ($1::uuid, $2::timestamptz, $3::text, $4::text, $5::text, $6::bigint, $7::text,
-        $8::text, $9::text, $10::text, $11::text, $12::numeric, $13::jsonb -> 0,
-        $13::jsonb -> 1, $13::jsonb -> 2, $13::jsonb -> 3, $13::jsonb -> 4, $13::jsonb -> 5)
-"""
-
-# The refusal row a still pending row becomes (what _log_refusal would have inserted):
-# claims go (a refusal reserves nothing), request and intents stay.
-_REFUSE = """
-UPDATE transactions
-   SET decision = $2::text, reason = $3::text, status = $4::text, usd_value = $5::numeric,
-       explanation = $6::jsonb -> 0, amounts = $6::jsonb -> 1, claims = $6::jsonb -> 2,
-       timings = $6::jsonb -> 3
- WHERE id = $1::uuid AND status = 'pending'
-"""
-
-_DISCARD = "DELETE FROM transactions WHERE id = $1::uuid AND status = 'pending'"
-
-# Each row is updated at most once per statement (see _rounds).
-_UPDATE = """
-UPDATE transactions AS t
-   SET status = u.status, settled_at = u.settled_at, tx_hash = u.tx_hash,
-       backend_error = nullif(u.json -> 0, 'null'), timings = t.timings || (u.json -> 1)
-  FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::jsonb[])
-       AS u (id, status, settled_at, tx_hash, json)
- WHERE t.id = u.id
-"""
-
-_UPDATE_ONE = """
-UPDATE transactions
-   SET status = $2::text, settled_at = $3::timestamptz, tx_hash = $4::text,
-       backend_error = nullif($5::jsonb -> 0, 'null'), timings = timings || ($5::jsonb -> 1)
- WHERE id = $1::uuid
-"""
-
-
-def _insert_args(record: AuditRecord) -> tuple[Any, ...]:
-    return (
-        record.id,
-        record.created_at,
-        record.agent_id,
-        record.wallet_id,
-        record.owner_id,
-        record.chain_id,
-        record.backend,
-        record.method,
-        record.decision,
-        record.reason,
-        record.status,
-        record.usd_value,
-        _dumps(
-            [
-                record.request,
-                list(record.intents),
-                record.explanation,
-                {asset: str(units) for asset, units in record.amounts.items()},
-                list(record.claims),
-                record.timings,
-            ]
-        ),
-    )
-
-
-def _refuse_args(record: AuditRecord) -> tuple[Any, ...]:
-    return (
-        record.id,
-        record.decision,
-        record.reason,
-        record.status,
-        record.usd_value,
-        _dumps(
-            [
-                record.explanation,
-                {asset: str(units) for asset, units in record.amounts.items()},
-                list(record.claims),
-                record.timings,
-            ]
-        ),
-    )
-
-
-_TX_HASH = re.compile(r"^0x[0-9a-f]{64}$")
-
-
-def _update_args(outcome: AuditOutcome) -> tuple[Any, ...]:
-    # A backend may answer with anything; only a well-formed hash goes in the column.
-    tx_hash = outcome.tx_hash.lower() if outcome.tx_hash else None
-    return (
-        outcome.id,
-        outcome.status,
-        outcome.settled_at,
-        tx_hash if tx_hash and _TX_HASH.match(tx_hash) else None,
-        # A None backend_error becomes JSON null, and that SQL NULL (nullif above).
-        _dumps([outcome.backend_error, outcome.timings]),
-    )
 
 
 class AuditWriter:
@@ -270,7 +61,7 @@ class AuditWriter:
         self._timeout = timeout
         self._inserts: list[tuple[AuditRecord, asyncio.Future[None]]] = []
         self._updates: list[AuditOutcome] = []
-        self._rewrites: list[tuple[_Rewrite, asyncio.Future[None]]] = []
+        self._rewrites: list[tuple[Rewrite, asyncio.Future[None]]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -312,15 +103,15 @@ class AuditWriter:
         Returns once that is committed, or once a first attempt failed: it then stays
         queued and is retried until it lands (the refusal stands either way).
         """
-        await self._rewrite(_Rewrite(record.id, record))
+        await self._rewrite(Rewrite(record.id, record))
 
     async def discard(self, row_id: UUID) -> None:
         """Delete the row ``row_id``, written ``pending`` before its reservation, when the
         request was neither reserved nor forwarded and is decided again on newer state
         (it gets a row of its own then). Returns like :meth:`refuse`."""
-        await self._rewrite(_Rewrite(row_id, None))
+        await self._rewrite(Rewrite(row_id, None))
 
-    async def _rewrite(self, rewrite: _Rewrite) -> None:
+    async def _rewrite(self, rewrite: Rewrite) -> None:
         if self._task is None or self._closing:
             raise AuditUnavailable("the audit writer is not running")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -378,7 +169,7 @@ class AuditWriter:
         updates: list[AuditOutcome],
         exc: BaseException,
         backoff: float,
-        rewrites: list[tuple[_Rewrite, asyncio.Future[None]]],
+        rewrites: list[tuple[Rewrite, asyncio.Future[None]]],
     ) -> bool:
         """The database is unreachable: refuse the waiting spends, keep the outcomes."""
         _log.warning(
@@ -401,12 +192,12 @@ class AuditWriter:
         self,
         inserts: list[tuple[AuditRecord, asyncio.Future[None]]],
         updates: list[AuditOutcome],
-        rewrites: Sequence[tuple[_Rewrite, asyncio.Future[None]]] = (),
+        rewrites: Sequence[tuple[Rewrite, asyncio.Future[None]]] = (),
     ) -> None:
         for record, future in inserts:
             try:
                 await asyncio.wait_for(self._write([(record, future)], []), self._timeout)
-            except (*_WRITE_ERRORS, ValueError, TypeError) as exc:
+            except (*WRITE_ERRORS, ValueError, TypeError) as exc:
                 _log.error("audit row %s refused: %s", record.id, exc)
                 if not future.done():
                     future.set_exception(AuditUnavailable(f"audit row refused: {exc}"))
@@ -420,14 +211,14 @@ class AuditWriter:
                 try:
                     await asyncio.wait_for(self._write([], [attempt]), self._timeout)
                     break
-                except (*_WRITE_ERRORS, ValueError, TypeError) as exc:
+                except (*WRITE_ERRORS, ValueError, TypeError) as exc:
                     _log.error("audit outcome of %s refused: %s", outcome.id, exc)
         for rewrite, future in rewrites:
             # A refusal row the database refuses stays "pending", which keeps counting
             # until reconciled: the safe side.
             try:
                 await asyncio.wait_for(self._write([], [], [(rewrite, future)]), self._timeout)
-            except (*_WRITE_ERRORS, ValueError, TypeError) as exc:
+            except (*WRITE_ERRORS, ValueError, TypeError) as exc:
                 _log.error("audit rewrite of %s refused: %s", rewrite.id, exc)
             _resolve([(rewrite, future)])
 
@@ -435,11 +226,13 @@ class AuditWriter:
         self,
         inserts: list[tuple[AuditRecord, asyncio.Future[None]]],
         updates: list[AuditOutcome],
-        rewrites: Sequence[tuple[_Rewrite, asyncio.Future[None]]] = (),
+        rewrites: Sequence[tuple[Rewrite, asyncio.Future[None]]] = (),
     ) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             if inserts:
-                await _execute(conn, _INSERT, _INSERT_ONE, [_insert_args(r) for r, _ in inserts])
+                await _execute(
+                    conn, INSERT_SQL, INSERT_ONE_SQL, [insert_args(r) for r, _ in inserts]
+                )
                 held = [r for r, _ in inserts if r.approval_id]
                 if held:
                     await insert_holds(conn, held)
@@ -447,13 +240,13 @@ class AuditWriter:
                 if notified:
                     await record_events(conn, [spend_event(r) for r in notified])
             for round_ in _rounds(updates):
-                await _execute(conn, _UPDATE, _UPDATE_ONE, [_update_args(u) for u in round_])
+                await _execute(conn, UPDATE_SQL, UPDATE_ONE_SQL, [update_args(u) for u in round_])
             # Rare (a reservation refused after its row was written): one statement each.
             for rewrite, _ in rewrites:
                 if rewrite.record is None:
-                    await conn.execute(_DISCARD, rewrite.id)
+                    await conn.execute(DISCARD_SQL, rewrite.id)
                 else:
-                    await conn.execute(_REFUSE, *_refuse_args(rewrite.record))
+                    await conn.execute(REFUSE_SQL, *refuse_args(rewrite.record))
 
 
 async def _execute(
