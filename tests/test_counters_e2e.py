@@ -189,7 +189,7 @@ async def _read_until_refused(fleet: Fleet) -> dict[str, Any]:
     be renewed with Redis frozen), then refused: the first refused read's answer (the
     last answer if none was refused, which fails the caller's check)."""
     read: dict[str, Any] = {}
-    for _ in range(60):  # the default lease lapses within 2 s; this allows 12 s
+    for _ in range(60):  # the default lease lapses within 0.5 s; this allows 12 s
         read = await fleet.rpc(0, "eth_blockNumber", [])
         if "error" in read:
             return read

@@ -46,7 +46,7 @@ class Settings:
     # How long a gateway may trust the policies and tokens in its memory without a
     # Redis trip per request (walletgate.storage.leases); apply, revoke and freeze wait
     # at most this long for a paused or dead gateway.
-    state_lease_ms: int = 2000
+    state_lease_ms: int = 500
     balance_cache_ttl: int = 10
     # How long a gateway answers eth_getBalance from its own copy of a cached balance
     # (walletgate.storage.near_balances); 0 turns the copies off.

@@ -47,7 +47,7 @@ class Stores:
     database_url: str
     redis_url: str
     #: The gateways' state lease term (ms): how long a change may wait for a paused one.
-    state_lease_ms: int = 2000
+    state_lease_ms: int = 500
 
 
 @dataclass(frozen=True)
