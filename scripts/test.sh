@@ -9,10 +9,13 @@ WALLETGATE_VENV_EXTRAS=dev
 . "$(dirname "${BASH_SOURCE[0]}")/lib/venv.sh"
 cd "$ROOT"
 # The operator's own settings (WALLETGATE_DATABASE_URL, WALLETGATE_CONFIG, ...) must not
-# leak into the tests; only the WALLETGATE_TEST_* choices are honoured.
+# leak into the tests; only the WALLETGATE_TEST_* choices and the long-profile sizes
+# are honoured.
 for name in $(compgen -e); do
     case "$name" in
         WALLETGATE_TEST_*) ;;
+        # The long profiles of the property, fuzz and soak-style tests (README).
+        WALLETGATE_*_EXAMPLES | WALLETGATE_STARTUP_BURST_RUNS) ;;
         WALLETGATE_*) unset "$name" ;;
     esac
 done

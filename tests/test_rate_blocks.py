@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import random
 import subprocess
 import sys
@@ -311,7 +312,7 @@ async def play(world: World, event: Event, agent: str, seed: int) -> list[Timed]
 
 
 @settings(
-    max_examples=12,
+    max_examples=int(os.environ.get("WALLETGATE_LEASE_EXAMPLES", "12")),
     deadline=None,
     database=None,
     # Each example drives real processes for seconds: no explain phase.
