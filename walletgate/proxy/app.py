@@ -20,7 +20,6 @@ from typing import Any
 
 import asyncpg
 from aiohttp import HttpVersion11, web
-from redis.exceptions import RedisError
 
 from walletgate.intents import MethodClass
 from walletgate.proxy import errors
@@ -31,6 +30,7 @@ from walletgate.proxy.jsonrpc import Item, parse_body
 from walletgate.proxy.passthrough import encode
 from walletgate.proxy.pipeline import CallHandler
 from walletgate.storage.cache import Snapshot, StateCache
+from walletgate.storage.redis_client import REDIS_ERRORS
 from walletgate.storage.redis_guard import CacheUnavailable
 from walletgate.storage.tokens import TokenInfo
 
@@ -251,7 +251,7 @@ async def _authenticate(
     try:
         snapshot = await app_state.state.snapshot()
         return snapshot, await app_state.state.authenticate(token, at=snapshot), False
-    except (CacheUnavailable, RedisError, OSError, asyncpg.PostgresError) as exc:
+    except (CacheUnavailable, *REDIS_ERRORS, asyncpg.PostgresError) as exc:
         # The operator needs the cause; the agent gets only its kind (no internals).
         _log.warning("refusing a request: credentials/policies unavailable: %s", exc)
         # reads_fail_open: an agent this process already knows may still read, on the
@@ -284,19 +284,44 @@ async def _answer(body: bytes, handler: CallHandler) -> web.Response:
     for run in _runs(parsed.items):
         if len(run) > 1:
             calls = [item.call for item in run if item.call is not None]
-            responses += await handler.handle_reads([(c.id, c.method, c.params) for c in calls])
+            try:
+                responses += await handler.handle_reads([(c.id, c.method, c.params) for c in calls])
+            except StateMoved:
+                raise
+            except Exception:
+                responses += [_internal_error(c.id, c.method) for c in calls]
             continue
         item = run[0]
         if item.error is not None:
             responses.append(item.error)
             continue
         assert item.call is not None
-        response = await handler.handle(item.call.id, item.call.method, item.call.params)
+        try:
+            response = await handler.handle(item.call.id, item.call.method, item.call.params)
+        except StateMoved:
+            raise
+        except Exception:
+            response = _internal_error(item.call.id, item.call.method)
         if not item.call.is_notification:
             responses.append(response)
     if not parsed.is_batch:
         return _json(responses[0]) if responses else web.Response(status=204)
     return _json(responses) if responses else web.Response(status=204)
+
+
+def _internal_error(call_id: Any, method: str) -> dict[str, Any]:
+    """The answer to a call that failed in a way walletgate did not foresee (a bug, or a
+    client library failing in a new way): a JSON-RPC error, never an HTTP 500. What was
+    done before the failure stays recorded (a forwarded spend has its row, which
+    ``reconcile`` settles), so the agent is told the outcome is not known."""
+    _log.exception("internal error while handling %s", method)
+    return errors.error_object(
+        call_id,
+        errors.INTERNAL_ERROR,
+        f"walletgate failed while handling {method} (internal error, see its log); "
+        "if this was a transaction, whether it was sent is not known: check its receipt",
+        {"reason": "internal_error"},
+    )
 
 
 def _runs(items: Sequence[Item]) -> Iterator[list[Item]]:

@@ -8,8 +8,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from walletgate.intents import MethodClass
 from walletgate.policies.model import Wallet
 from walletgate.proxy import errors
@@ -24,7 +22,11 @@ from walletgate.storage.balance_cache import balance_entry, get_balances, put_ba
 from walletgate.storage.counters import Reservation
 from walletgate.storage.leases import StateLease
 from walletgate.storage.near_balances import NearBalances
+from walletgate.storage.redis_client import REDIS_ERRORS
 from walletgate.storage.redis_guard import CacheUnavailable
+
+#: A balance cache that fails is treated as empty: the reads go to the backend.
+_CACHE_ERRORS: tuple[type[Exception], ...] = (*REDIS_ERRORS, CacheUnavailable)
 
 
 class ReadPath:
@@ -110,7 +112,7 @@ class ReadPath:
             and isinstance(result, str)
         ):
             # On a Redis error the next read is a cache miss; this answer is still right.
-            with contextlib.suppress(RedisError, CacheUnavailable):
+            with contextlib.suppress(*_CACHE_ERRORS):
                 chain_id = self._backend.backend.chain_id
                 await put_balance(self._gw.redis, chain_id, *query, result, self._gw.balance_ttl)
                 near = self._near()
@@ -130,7 +132,7 @@ class ReadPath:
             return []
         try:
             return await get_balances(self._gw.redis, entries)
-        except (RedisError, CacheUnavailable):
+        except _CACHE_ERRORS:
             return [None] * len(entries)
 
     def _note_cache_use(self, found: Sequence[str | None]) -> None:

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError
-
 from walletgate.intents import DecodedRequest, MethodClass
 from walletgate.proxy import errors
 from walletgate.proxy.answers import with_id
@@ -36,12 +34,14 @@ from walletgate.storage.audit import AuditOutcome
 from walletgate.storage.balance_cache import drop_balances
 from walletgate.storage.cache_keys import BALANCE_DROPS_CHANNEL, balance_key
 from walletgate.storage.counters import CountersUnavailable, Reservation
+from walletgate.storage.redis_client import REDIS_ERRORS
 from walletgate.storage.redis_guard import CacheUnavailable
 
 if TYPE_CHECKING:
     from walletgate.proxy.gateway import Gateway
 
 _log = logging.getLogger(__name__)
+_DROP_ERRORS: tuple[type[Exception], ...] = (*REDIS_ERRORS, CacheUnavailable, CountersUnavailable)
 
 Response = dict[str, Any]
 
@@ -188,7 +188,7 @@ async def forward_and_settle(
                 await gw.counters.delete_later(stale_balances)
             else:
                 await drop_balances(gw.redis, chain_id, decoded.wallet)
-        except (RedisError, CacheUnavailable, CountersUnavailable):
+        except _DROP_ERRORS:
             _log.warning("could not drop the balance cache of %s", decoded.wallet)
     if announce is not None:
         # Every gateway's in-memory copies (storage.near_balances) go when they hear it.

@@ -19,12 +19,16 @@ RedisClient: TypeAlias = aioredis.Redis | RedisCluster
 #: in redis-py), socket errors, and AttributeError: redis-py 8.1's cluster client,
 #: refreshing its slot map after a MOVED reply (resharding, failover, or a first
 #: command before it knew the map), closes connections that concurrent commands are
-#: still using, which then fail with ``'NoneType' object has no attribute ...``.
+#: still using, which then fail with ``'NoneType' object has no attribute ...``; under
+#: uvloop the same race raises RuntimeError ("unable to perform operation on
+#: <TCPTransport closed=True>; the handler is closed") where asyncio's own loop raises
+#: an OSError.
 REDIS_ERRORS: tuple[type[Exception], ...] = (
     RedisError,
     RedisClusterException,
     OSError,
     AttributeError,
+    RuntimeError,
 )
 
 
