@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report, results, runner
+from bench.config import SMOKE, BenchConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_REPORT = ROOT / "docs" / "benchmarks.md"
@@ -53,8 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args: argparse.Namespace) -> runner.BenchConfig:
-    config = runner.SMOKE if args.smoke else runner.BenchConfig()
+def _config(args: argparse.Namespace) -> BenchConfig:
+    config = SMOKE if args.smoke else BenchConfig()
     changes: dict[str, Any] = {"nginx": not args.no_nginx}
     if args.seconds:
         changes["seconds"] = args.seconds

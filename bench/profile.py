@@ -21,9 +21,9 @@ from pathlib import Path
 COMPONENTS: tuple[tuple[str, str], ...] = (
     (
         "Redis round trips (counters, caches)",
-        r"(^|/)redis/|storage/(counter\w*|cache|balance_cache|auto_pipeline|redis_\w+)\.py",
+        r"(^|/)redis/|storage/(counter\w*|cache|token_memory|balance_cache|auto_pipeline|redis_\w+)\.py",
     ),
-    ("PostgreSQL (audit rows)", r"asyncpg/|storage/audit\.py"),
+    ("PostgreSQL (audit rows)", r"asyncpg/|storage/audit\w*\.py"),
     ("backend HTTP client", r"aiohttp/(client|connector|client_\w+)\.py|proxy/backend\.py"),
     ("policy evaluation", r"walletgate/policies/"),
     ("decoding (EVM, JSON-RPC)", r"proxy/evm/|proxy/jsonrpc\.py|eth_\w+/|rlp/"),

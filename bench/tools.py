@@ -17,6 +17,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.progress import say
+
 TOOLS_DIR = Path(__file__).resolve().parent / ".tools"
 
 
@@ -32,17 +34,13 @@ class Tools:
     notes: tuple[str, ...] = ()
 
 
-def _say(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
-
-
 def _apt(*args: str) -> bool:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     done = subprocess.run(
         ["apt-get", *args], env=env, capture_output=True, text=True, check=False, timeout=600
     )
     if done.returncode != 0:
-        _say(f"apt-get {' '.join(args)} failed: {done.stderr.strip()[-300:]}")
+        say(f"apt-get {' '.join(args)} failed: {done.stderr.strip()[-300:]}")
     return done.returncode == 0
 
 
@@ -56,7 +54,7 @@ def ensure_wrk() -> Path:
     if found:
         return Path(found)
     if _is_root() and shutil.which("apt-get"):
-        _say("installing wrk (apt-get install wrk)")
+        say("installing wrk (apt-get install wrk)")
         if _apt("install", "-y", "-qq", "wrk") or (
             _apt("update", "-qq") and _apt("install", "-y", "-qq", "wrk")
         ):
@@ -78,7 +76,7 @@ def ensure_nginx() -> tuple[Path | None, str | None]:
         return None, "nginx is not installed and this is not a Debian machine"
     download = TOOLS_DIR / "download"
     download.mkdir(parents=True, exist_ok=True)
-    _say("fetching nginx (apt-get download nginx; unpacked, not installed)")
+    say("fetching nginx (apt-get download nginx; unpacked, not installed)")
     done = subprocess.run(
         ["apt-get", "download", "nginx"],
         cwd=download,

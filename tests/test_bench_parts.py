@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 import httptools
 import pytest
 
-from bench import profile, report, stats
+from bench import profile, report, report_verdicts, stats
+from bench.config import BenchConfig
 from bench.loadgen import Load, parse_wrk
 from bench.openloop import build_request
 from bench.policyset import (
@@ -27,7 +28,6 @@ from bench.policyset import (
 )
 from bench.procstat import parse_stat
 from bench.results import CLOSED, OPEN, OWN_RATE, WORKERS, Measurement, Results, TargetInfo
-from bench.runner import BenchConfig
 from bench.scenarios import (
     ALLOWED_SPEND,
     BATCH,
@@ -238,7 +238,7 @@ def test_the_targets_table_is_issue_13s_with_this_runs_figures() -> None:
         _measured(WORKERS, "reads", "walletgate", 1000),
         _measured(WORKERS, "reads", "w1000-x2", 1800),
     ]
-    table = {v.measure: (v.target, v.result, v.met) for v in report.verdicts(results)}
+    table = {v.measure: (v.target, v.result, v.met) for v in report_verdicts.verdicts(results)}
     assert table["reads ÷ pass-through"] == ("≥ 0.85×", "0.90× (900/s ÷ 1,000/s)", True)
     assert table["cached eth_getBalance ÷ pass-through"][1:] == ("1.40× (1,400/s ÷ 1,000/s)", False)
     assert table["batches of 10 reads ÷ pass-through"][0::2] == ("≥ 1×", True)

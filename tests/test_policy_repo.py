@@ -25,7 +25,8 @@ from walletgate.config.documents import (
 from walletgate.config.settings import Settings
 from walletgate.service.policy_commands import run_apply, run_export, run_plan
 from walletgate.storage.cache_keys import STATE_VERSION_KEY
-from walletgate.storage.policy_repo import ApplyError, apply, load_document, plan
+from walletgate.storage.policy_repo import apply, load_document, plan
+from walletgate.storage.policy_write import ApplyError
 from walletgate.storage.state import current_state_version
 
 ROOT = Path(__file__).resolve().parents[1]

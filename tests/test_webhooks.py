@@ -32,7 +32,8 @@ from walletgate.service.webhooks import (
 )
 from walletgate.storage.audit import AuditRecord, AuditWriter
 from walletgate.storage.freezes import freeze, unfreeze
-from walletgate.storage.policy_repo import ApplyError, apply, load_document
+from walletgate.storage.policy_repo import apply, load_document
+from walletgate.storage.policy_write import ApplyError
 
 ASYNC = pytest.mark.asyncio(loop_scope="session")
 

@@ -36,7 +36,7 @@ from walletgate.service.approvals import ApprovalConflict, ApprovalNotFound
 from walletgate.service.settlement import SettlementError
 from walletgate.storage.cache import CacheUnavailable, StateCache
 from walletgate.storage.counters import CountersUnavailable
-from walletgate.storage.policy_repo import ApplyError
+from walletgate.storage.policy_write import ApplyError
 from walletgate.storage.runtime import Stores
 from walletgate.storage.tokens import (
     AmbiguousToken,

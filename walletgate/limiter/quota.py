@@ -19,6 +19,7 @@ from redis.commands.core import AsyncScript
 
 from walletgate.limiter.blocks import Ask, BlockBook, Need
 from walletgate.policies.decision import CounterClaim
+from walletgate.storage.counter_scripts import LIVE_BUCKETS
 from walletgate.storage.counters import (
     Counter,
     CounterRefusal,
@@ -40,8 +41,11 @@ _ERRORS: tuple[type[Exception], ...] = (*REDIS_ERRORS, CountersUnavailable)
 # back to, units to give back), then the h hash fields. Answers {-1, {i...}} when
 # counters are missing (nothing done), {i, {bucket, total, ...}} when counter i has no
 # room for its need (give-backs done, nothing counted), else {0, grant per counter,
-# hash value or false per hash}.
-LEASE_LUA = """
+# hash value or false per hash}. Buckets are summed (and the expired ones deleted) as
+# the counters' own checks do: LIVE_BUCKETS.
+LEASE_LUA = (
+    LIVE_BUCKETS
+    + """
 local n, h = tonumber(ARGV[1]), tonumber(ARGV[2])
 local absent = {}
 for i = 1, n do
@@ -64,18 +68,7 @@ for i = 1, n do
   local oldest = tonumber(ARGV[base + 2])
   local need, want = tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
   local limit = tonumber(ARGV[base + 5])
-  local total, live = 0, {}
-  local fields = redis.call('HGETALL', KEYS[i])
-  for j = 1, #fields, 2 do
-    local bucket = tonumber(fields[j])
-    if bucket ~= nil and bucket < oldest then
-      redis.call('HDEL', KEYS[i], fields[j])
-    elseif bucket ~= nil then
-      total = total + tonumber(fields[j + 1])
-      live[#live + 1] = fields[j]
-      live[#live + 1] = fields[j + 1]
-    end
-  end
+  local total, live = live_buckets(KEYS[i], oldest, true)
   if total + need > limit then return {i, live} end
   grants[i] = math.min(want, limit - total)
 end
@@ -92,6 +85,7 @@ for j = 1, h do
 end
 return answer
 """
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,11 +30,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
-from uuid import UUID
 
 import asyncpg
 from redis.exceptions import RedisError
@@ -43,20 +41,12 @@ from walletgate.config.documents import compile_document
 from walletgate.config.settings import Settings
 from walletgate.policies.model import PolicySet
 from walletgate.storage.balance_cache import drop_balances, get_balance, put_balance
-from walletgate.storage.cache_entries import (
-    StateEntry,
-    TokenEntry,
-    decode_state,
-    decode_token,
-    decode_version,
-    encode_token,
-)
+from walletgate.storage.cache_entries import StateEntry, decode_state, decode_version
 from walletgate.storage.cache_keys import (
     BALANCE_DROPS_CHANNEL,
     POLICY_DOCUMENT_KEY,
     STATE_CHANNEL,
     STATE_VERSION_KEY,
-    token_key,
 )
 from walletgate.storage.leases import StateLease
 from walletgate.storage.near_balances import NearBalances
@@ -65,21 +55,14 @@ from walletgate.storage.redis_client import RedisClient, as_text
 from walletgate.storage.redis_guard import CacheUnavailable, redis_errors
 from walletgate.storage.state import current_state_version
 from walletgate.storage.state_publish import (
-    DATABASE_ERRORS,
     DocumentLoader,
     database_errors,
     load_state,
     publish_state,
     store_state,
 )
-from walletgate.storage.tokens import (
-    TOUCH_INTERVAL_SECONDS,
-    TokenInfo,
-    hash_token,
-    looks_like_token,
-    lookup_token_versioned,
-    touch_token,
-)
+from walletgate.storage.token_memory import TokenMemory
+from walletgate.storage.tokens import TokenInfo, looks_like_token
 
 __all__ = [
     "CacheUnavailable",
@@ -92,11 +75,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-
-#: Tokens remembered in memory per process; the oldest are forgotten beyond this, so a
-#: flood of made-up tokens cannot grow a gateway without bound.
-_MAX_TOKENS_IN_MEMORY = 65_536
-
 
 DocumentCompiler = Callable[[Mapping[str, Any], int, Mapping[str, int]], PolicySet]
 
@@ -133,18 +111,17 @@ class StateCache:
         self._redis = redis
         self._pool = pool
         self._policy_ttl = settings.policy_cache_ttl
-        self._token_ttl = settings.token_cache_ttl
         self._loader = loader
         self._compiler = compiler
-        self._clock = clock
         self._state: StateEntry | None = None  # what _snapshot was compiled from
         self._snapshot: Snapshot | None = None
         self._installs = 0  # counts refreshes, so waiters can tell one happened
         self._refresh_lock = asyncio.Lock()
-        # Token answers valid for the current snapshot's version; cleared on a new one.
-        self._tokens: OrderedDict[bytes, TokenInfo | None] = OrderedDict()
-        self._touched: dict[UUID, float] = {}
         self._background: set[asyncio.Task[None]] = set()
+        # Token answers valid for the current snapshot's version (see _install).
+        self._tokens = TokenMemory(
+            redis, pool, ttl=settings.token_cache_ttl, clock=clock, spawn=self._spawn
+        )
         #: This process's state lease: while it holds, reads trust memory (no trip).
         self.lease = StateLease(redis, term_ms=settings.state_lease_ms)
         self._leasing = False  # keep_lease is running
@@ -224,7 +201,7 @@ class StateCache:
         policies = replace(compiled, frozen=state.freezes)
         self._state = state
         self._snapshot = Snapshot(state.version, policies)
-        self._tokens.clear()
+        self._tokens.installed(state.version)
         for listener in self.on_install:
             listener(state.version)
         if self._leasing:
@@ -244,15 +221,7 @@ class StateCache:
         if not looks_like_token(token):
             return None
         snapshot = at if at is not None else await self.snapshot()
-        digest = hash_token(token)
-        if digest in self._tokens and self.version is not None and self.version >= snapshot.version:
-            self._tokens.move_to_end(digest)
-            info = self._tokens[digest]
-        else:
-            info = await self._load_token(token, digest, snapshot.version)
-        if info is not None:
-            self._note_use(info.token_id)
-        return info
+        return await self._tokens.lookup(token, snapshot.version)
 
     def held(self, token: str) -> tuple[Snapshot, TokenInfo] | None:
         """The snapshot in memory and ``token``'s agent under it, with no I/O; ``None``
@@ -264,7 +233,7 @@ class StateCache:
         """
         found = self.remembered(token)
         if found is not None:
-            self._note_use(found[1].token_id)
+            self._tokens.note_use(found[1].token_id)
         return found
 
     def remembered(self, token: str) -> tuple[Snapshot, TokenInfo] | None:
@@ -273,55 +242,13 @@ class StateCache:
         reads while Redis is down, when the operator chose ``reads_fail_open``."""
         if self._snapshot is None or not looks_like_token(token):
             return None
-        info = self._tokens.get(hash_token(token))
+        info = self._tokens.remembered(token)
         return None if info is None else (self._snapshot, info)
-
-    async def _load_token(self, token: str, digest: bytes, min_version: int) -> TokenInfo | None:
-        key = token_key(digest)
-        with redis_errors("reading the token cache"):
-            entry = decode_token(await self._redis.get(key))
-        if entry is None or entry.version < min_version:
-            with database_errors("looking up a token"):
-                found = await lookup_token_versioned(self._pool, token)
-            entry = TokenEntry(found.state_version, found.info)
-            if found.info is not None:
-                self._touched[found.info.token_id] = self._clock()  # the lookup touched it
-            with redis_errors("writing the token cache"):
-                await self._redis.set(
-                    key, encode_token(entry.version, entry.info), ex=self._token_ttl
-                )
-        self._remember(digest, entry)
-        return entry.info
-
-    def _remember(self, digest: bytes, entry: TokenEntry) -> None:
-        # Only an answer at least as new as the in-memory snapshot may join its token
-        # map: a refresh may have installed a newer version while this one was loading.
-        if self.version is None or entry.version < self.version:
-            return
-        self._tokens[digest] = entry.info
-        if len(self._tokens) > _MAX_TOKENS_IN_MEMORY:
-            self._tokens.popitem(last=False)
-
-    def _note_use(self, token_id: UUID) -> None:
-        """Record ``last_used_at`` in the background, at most once a minute per token."""
-        now = self._clock()
-        last = self._touched.get(token_id)
-        if last is not None and now - last < TOUCH_INTERVAL_SECONDS:
-            return
-        self._touched[token_id] = now
-        self._spawn(self._touch(token_id))
 
     def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(job)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    async def _touch(self, token_id: UUID) -> None:
-        try:
-            await touch_token(self._pool, token_id)
-        except DATABASE_ERRORS as exc:
-            # Bookkeeping only: the request itself was authorized from proven state.
-            _log.warning("could not record the use of token %s: %s", token_id, exc)
 
     def distrust(self) -> None:
         """A request found the state moved on: stop trusting memory until renewed."""

@@ -16,14 +16,39 @@ back into a string keeps only 14 significant digits.
 
 from __future__ import annotations
 
+# A counter's total over the buckets still in its window (those from bucket ``oldest``
+# on), and those buckets as {bucket, total, ...}; with ``cleanup``, the buckets that
+# left the window are deleted on the way. Shared by the checks below and by the LEASE
+# script of ``walletgate.limiter.quota``, so both count a window the same way.
+LIVE_BUCKETS = """
+local function live_buckets(key, oldest, cleanup)
+  local total, live = 0, {}
+  local fields = redis.call('HGETALL', key)
+  for j = 1, #fields, 2 do
+    local bucket = tonumber(fields[j])
+    if bucket ~= nil and bucket < oldest then
+      if cleanup then redis.call('HDEL', key, fields[j]) end
+    elseif bucket ~= nil then
+      total = total + tonumber(fields[j + 1])
+      live[#live + 1] = fields[j]
+      live[#live + 1] = fields[j + 1]
+    end
+  end
+  return total, live
+end
+"""
+
 # The checks ADMIT and PEEK make. Counter i (1-based) is KEYS[ko + i]; its ARGV are
 # bucket, oldest bucket, amount, limit, counter ttl at ARGV[ao + 5 * (i - 1) + 1 .. 5].
 # ``missing`` returns {-1, {i...}} when counters first..last include missing ones;
 # ``check`` returns nil when each of them has room, else {i, {bucket, total, ...}}
 # (counter i would exceed its limit; its counted buckets). With ``cleanup``, buckets
-# that left the window are deleted on the way. Counters marked in ``counted`` already
-# hold the amount (a rebuild counted it): they are checked for it without adding it.
-_CHECK = """
+# that left the window are deleted on the way (LIVE_BUCKETS). Counters marked in
+# ``counted`` already hold the amount (a rebuild counted it): they are checked for it
+# without adding it.
+_CHECK = (
+    LIVE_BUCKETS
+    + """
 local function missing(first, last, ko)
   local found = {}
   for i = first, last do
@@ -38,23 +63,13 @@ local function check(first, last, ko, ao, cleanup, counted)
     local oldest = tonumber(ARGV[base + 2])
     local amount, limit = tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
     if counted and counted[i] then amount = 0 end
-    local total, live = 0, {}
-    local fields = redis.call('HGETALL', key)
-    for j = 1, #fields, 2 do
-      local bucket = tonumber(fields[j])
-      if bucket ~= nil and bucket < oldest then
-        if cleanup then redis.call('HDEL', key, fields[j]) end
-      elseif bucket ~= nil then
-        total = total + tonumber(fields[j + 1])
-        live[#live + 1] = fields[j]
-        live[#live + 1] = fields[j + 1]
-      end
-    end
+    local total, live = live_buckets(key, oldest, cleanup)
     if total + amount > limit then return {i, live} end
   end
   return nil
 end
 """
+)
 
 # One request's whole admission in one atomic step (one round trip):
 #

@@ -28,7 +28,7 @@ Windows are bucketed by :mod:`walletgate.storage.windows`; checks are never loos
 than the policy. Keys, scales and the cluster grouping are described in
 :mod:`walletgate.storage.counter_keys`. A counter missing from Redis is rebuilt from
 the audit log (:mod:`.rebuild`) before the reservation is retried; the script tells
-"missing" from "zero" by a marker field.
+"missing" from "zero" by a marker field. Step 2, settling, is in :mod:`.counter_settle`.
 """
 
 from __future__ import annotations
@@ -40,13 +40,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from walletgate.policies.decision import CounterClaim
 from walletgate.storage import counter_scripts
-from walletgate.storage.auto_pipeline import AutoPipeline
 from walletgate.storage.cache_entries import decode_version
 from walletgate.storage.cache_keys import STATE_VERSION_KEY
 
@@ -74,6 +72,7 @@ from walletgate.storage.counter_keys import grouped_counters as _grouped
 from walletgate.storage.counter_keys import merged_counters as _merged
 from walletgate.storage.counter_keys import refusal_of as _refusal
 from walletgate.storage.counter_rebuild import CounterRebuilder
+from walletgate.storage.counter_settle import REBUILD_ATTEMPTS, CounterSettlement, unavailable
 from walletgate.storage.rebuild import ClaimHistory
 from walletgate.storage.redis_client import (
     REDIS_ERRORS,
@@ -104,8 +103,6 @@ _log = logging.getLogger(__name__)
 
 #: ADMIT's answer when the state version moved on.
 _STALE = -2
-#: How often one reservation may find a counter missing and rebuild it.
-_REBUILD_ATTEMPTS = 3
 #: Pauses before a spend refused on a rebuilt counter tries again (seconds; see admit).
 _RECOUNT_BACKOFF = (0.01, 0.03, 0.1)
 
@@ -113,18 +110,19 @@ _RECOUNT_BACKOFF = (0.01, 0.03, 0.1)
 _CHECK_ERRORS: tuple[type[Exception], ...] = (*REDIS_ERRORS, CountersUnavailable, WindowError)
 
 
-class Counters:
-    """The counters of one gateway process, on a shared Redis or Redis Cluster."""
+class Counters(CounterSettlement):
+    """The counters of one gateway process, on a shared Redis or Redis Cluster.
+
+    Admission (step 1) is here; settling (step 2: ``commit``, ``commit_soon``,
+    ``refund``, ``confirm``) and the pipelined sends are inherited from
+    :class:`~walletgate.storage.counter_settle.CounterSettlement`.
+    """
 
     def __init__(self, redis: RedisClient, history: ClaimHistory) -> None:
-        self._redis = redis
-        # On one server, the scripts and settlements of concurrent requests share
-        # round trips (a cluster client splits pipelines by node on its own).
-        self._auto = None if isinstance(redis, RedisCluster) else AutoPipeline(redis)
+        super().__init__(redis)
         self._cluster = self._auto is None
         self._admit: AsyncScript = redis.register_script(counter_scripts.ADMIT)
         self._peek: AsyncScript = redis.register_script(counter_scripts.PEEK)
-        self._refund: AsyncScript = redis.register_script(counter_scripts.REFUND)
         self._rebuilder = CounterRebuilder(redis, history)
 
     async def reserve(
@@ -224,7 +222,7 @@ class Counters:
             everything = [(tag, len(counters)) for tag, counters in groups]
             with contextlib.suppress(CountersUnavailable):
                 await self.refund(Reservation(reservation_id, tuple(everything)))
-            raise _unavailable(exc) from exc
+            raise unavailable(exc) from exc
         values = tuple(None if value is None else as_text(value) for value in read)
         return Reservation(reservation_id, tuple(done), values)
 
@@ -266,124 +264,8 @@ class Counters:
                 if isinstance(refusal, CounterRefusal):
                     return refusal
         except _CHECK_ERRORS as exc:
-            raise _unavailable(exc) from exc
+            raise unavailable(exc) from exc
         return None
-
-    async def confirm(self, reservation: Reservation) -> bool:
-        """True when every record of ``reservation`` is intact in Redis.
-
-        For a reservation made before its audit row (a held spend): call once the row
-        is durable. False means Redis lost the reservation in between (flush, restart):
-        a counter rebuilt from PostgreSQL before the row was written may not count it,
-        so it must not become approvable. (An allowed spend writes its row first and
-        needs no confirmation.)
-        """
-        records = [record_key(tag, reservation.id) for tag, _ in reservation.groups]
-        try:
-            if self._auto is not None:
-                auto = self._auto
-                entries = await asyncio.gather(*(auto.execute("HLEN", r) for r in records))
-            else:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for record in records:
-                        pipe.hlen(record)
-                    entries = await pipe.execute()
-        except REDIS_ERRORS as exc:
-            raise _unavailable(exc) from exc
-        expected = [count for _, count in reservation.groups]
-        return [int(found) for found in entries] == expected
-
-    async def commit(self, reservation: Reservation, *, also_delete: str | None = None) -> None:
-        """The backend accepted the request: the amounts stay counted.
-
-        ``also_delete`` names one more key to delete in the same round trip (a cache
-        entry the request made stale); if it fails, the reservation is not committed.
-        """
-        keys = [record_key(tag, reservation.id) for tag in reservation.tags]
-        if also_delete is not None:
-            keys.append(also_delete)
-        if not keys:
-            return
-        try:
-            if self._auto is not None:
-                await self._auto.execute("DEL", *keys)
-            else:
-                await self._redis.delete(*keys)  # a cluster client splits it by slot
-        except REDIS_ERRORS as exc:
-            raise _unavailable(exc) from exc
-
-    async def commit_soon(
-        self, reservation: Reservation, *, also_delete: str | None = None
-    ) -> None:
-        """:meth:`commit`, riding the next pipeline this process sends (on one server).
-
-        Nothing needs the records gone sooner: a committed amount stays counted whether
-        its record is there or not, nobody refunds a committed spend, a rebuild reads
-        PostgreSQL, and the record expires by itself. So the DEL goes with the next
-        admission's pipeline, or alone a moment later when none comes (see
-        :meth:`delete_later`).
-        """
-        keys = [record_key(tag, reservation.id) for tag in reservation.tags]
-        if also_delete is not None:
-            keys.append(also_delete)
-        await self.delete_later(*keys)
-
-    async def delete_later(self, *keys: str) -> None:
-        """Delete ``keys`` with the next pipeline this process sends, or alone after a
-        moment (``auto_pipeline.DEFER_LINGER``) when none comes; a failure is then logged,
-        not raised. On a cluster they are deleted at once (and a failure raised as
-        :class:`CountersUnavailable`)."""
-        if not keys:
-            return
-        if self._auto is not None:
-            self._auto.defer("DEL", *keys)
-            return
-        try:
-            await self._redis.delete(*keys)  # a cluster client splits it by slot
-        except REDIS_ERRORS as exc:
-            raise _unavailable(exc) from exc
-
-    def submit(self, *command: Any) -> asyncio.Future[Any]:
-        """Send one command (a cache drop a spend makes, its announcement) in this
-        event-loop turn's pipeline: queued at once, so an admission issued in the same
-        turn shares its round trip. Await the future for the answer."""
-        if self._auto is not None:
-            return self._auto.submit(*command)
-        return asyncio.ensure_future(self._redis.execute_command(*command))
-
-    async def send_later(self, *command: Any) -> None:
-        """Send one command with the next pipeline, like :meth:`delete_later`."""
-        if self._auto is not None:
-            self._auto.defer(*command)
-            return
-        try:
-            await self._redis.execute_command(*command)
-        except REDIS_ERRORS as exc:
-            raise _unavailable(exc) from exc
-
-    async def flush_deferred(self) -> None:
-        """Send the deferred settlements (:meth:`commit_soon`) now and wait for them:
-        before the process stops."""
-        if self._auto is not None:
-            await self._auto.drain()
-
-    async def refund(self, reservation: Reservation) -> None:
-        """The request was not sent or the backend definitely refused it: take the
-        amounts back. Idempotent: each record is taken back at most once."""
-        try:
-            for tag in reservation.tags:
-                await self._refund_record(record_key(tag, reservation.id))
-        except REDIS_ERRORS as exc:
-            raise _unavailable(exc) from exc
-
-    async def _refund_record(self, record: str) -> None:
-        for _ in range(_REBUILD_ATTEMPTS):
-            named = [as_text(key) for key in await self._redis.hkeys(record)]
-            if not named:
-                return
-            if int(await self._refund(keys=[record, *named])) >= 0:
-                return
-        raise CountersUnavailable(f"reservation record {record} kept changing during a refund")
 
     async def run_checked(
         self,
@@ -408,7 +290,7 @@ class Counters:
         """Run ADMIT or PEEK, rebuilding missing counters and retrying. Returns what
         refused, or the rest of the script's answer (ADMIT's hash values) when nothing
         did."""
-        for _ in range(_REBUILD_ATTEMPTS):
+        for _ in range(REBUILD_ATTEMPTS):
             answer = await self._run(script, keys, args)
             code = int(answer[0])
             if code == 0:
@@ -436,9 +318,3 @@ class Counters:
         except NoScriptError:
             script.sha = await self._redis.script_load(script.script)
             return await self._auto.execute("EVALSHA", script.sha, len(keys), *keys, *args)
-
-
-def _unavailable(exc: BaseException) -> CountersUnavailable:
-    if isinstance(exc, CountersUnavailable):
-        return exc
-    return CountersUnavailable(f"counters unavailable: {type(exc).__name__}: {exc}")
