@@ -30,7 +30,7 @@ from eth_account.messages import encode_typed_data
 
 from tests.support.devnet import Devnet
 from tests.support.fleet import Fleet, running_fleet
-from tests.support.gateway import start_gateway, stop_process, wait_healthy
+from tests.support.gateway import start_gateway, stop_processes, wait_healthy
 from tests.support.spender_fleet import WALLET, flush_redis, fresh_recipient, transfer
 from walletgate.policies.decision import CounterClaim
 from walletgate.storage.counters import CounterRefusal, Counters, claims_from_json, counter_of
@@ -252,8 +252,7 @@ async def test_a_delayed_spend_runs_by_itself_across_a_restart(
     data = await hold(fleet, recipient, DELAYED)
     assert data["reason"] == "delayed" and data["release_at"], data
     ports = [urlsplit(url).port for url in fleet.urls]
-    for process in fleet.processes:
-        stop_process(process)
+    stop_processes(*fleet.processes)
     await after(data["release_at"])  # released while no gateway runs
     assert await devnet.balance(recipient) == 0
     for index, port in enumerate(ports):

@@ -148,8 +148,17 @@ def start_gateway(
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
+    """SIGTERM, then SIGKILL if it has not exited within 15 s."""
+    stop_processes(process)
+
+
+def stop_processes(*processes: subprocess.Popen[bytes]) -> None:
+    """Stop every process as :func:`stop_process` does, all told at the same moment: a
+    fleet stops as one, not one gateway after another while the rest go on working."""
+    running = [process for process in processes if process.poll() is None]
+    for process in running:
         process.send_signal(signal.SIGTERM)
+    for process in running:
         try:
             process.wait(15)
         except subprocess.TimeoutExpired:

@@ -105,11 +105,21 @@ async def gateway_app(settings: Settings, stores: Stores) -> AsyncIterator[web.A
         )
         await approvals.start()
         app_state = AppState(gateway=gateway, state=state, backends=backends, pool=stores.pool)
-        yield build_app(
+        app = build_app(
             app_state,
             max_body_bytes=settings.max_body_bytes,
             request_read_timeout=settings.request_read_timeout,
         )
+        # A process told to stop starts nothing more of its own (a delay released or an
+        # approval decided while it drains its requests is left to the other gateways
+        # or to its restart): on_shutdown runs before aiohttp waits for the requests.
+        worker = approvals
+
+        async def stop_own_forwards(_: web.Application) -> None:
+            await worker.close()
+
+        app.on_shutdown.append(stop_own_forwards)
+        yield app
     finally:
         for task in state_tasks:
             task.cancel()
