@@ -24,13 +24,13 @@ class BenchConfig:
 
 
 SMOKE = BenchConfig(
-    seconds=1.0,
+    seconds=1.0,  # wrk's shortest
     rounds=1,
-    open_seconds=1.5,
+    open_seconds=0.75,
     wallets=(1, 100),
     main_wallets=100,
     audit_rows=1_000,
-    profile_seconds=2.0,
+    profile_seconds=1.0,
     smoke=True,
 )
 

@@ -312,7 +312,7 @@ async def play(world: World, event: Event, agent: str, seed: int) -> list[Timed]
 
 
 @settings(
-    max_examples=int(os.environ.get("WALLETGATE_LEASE_EXAMPLES", "12")),
+    max_examples=int(os.environ.get("WALLETGATE_LEASE_EXAMPLES", "6")),
     deadline=None,
     database=None,
     # Each example drives real processes for seconds: no explain phase.

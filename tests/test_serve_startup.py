@@ -6,7 +6,7 @@ connection has its own connect timeout (``redis_connect_timeout``) instead of th
 0.5 s command timeout, so with Redis healthy no spend is refused as unavailable; and
 the cap still holds (a small ETH cap: what was allowed is exactly what reached the chain).
 
-``WALLETGATE_STARTUP_BURST_RUNS`` sets the number of runs (default 10).
+``WALLETGATE_STARTUP_BURST_RUNS`` sets the number of runs (default 4).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from tests.support.gateway import free_port, issue_token, walletgate_cli
 from tests.support.servers import scratch_database
 from tests.support.spender_fleet import document, fresh_recipient, transfer
 
-RUNS = int(os.environ.get("WALLETGATE_STARTUP_BURST_RUNS", "10"))
+RUNS = int(os.environ.get("WALLETGATE_STARTUP_BURST_RUNS", "4"))
 BURST = 200
 CAP_WEI = 10**15
 # At most five fit (fewer with network fees): the rest are judged and refused, so the

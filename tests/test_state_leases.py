@@ -812,7 +812,7 @@ async def test_a_state_machine_of_the_protocol(world: World) -> None:
     bound = {"world": world, "loop": asyncio.get_running_loop(), "tally": tally}
     machine = type("BoundLeaseProtocol", (LeaseProtocol,), bound)
     run_settings = settings(
-        max_examples=int(os.environ.get("WALLETGATE_LEASE_EXAMPLES", "10")),
+        max_examples=int(os.environ.get("WALLETGATE_LEASE_EXAMPLES", "6")),
         stateful_step_count=20,
         phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
         deadline=None,
