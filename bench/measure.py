@@ -213,7 +213,7 @@ class Run:
         with _background_wrk(self.tools, target, body, self.config.connections, seconds + 3):
             time.sleep(1.0)  # sample the steady state, not the connection set-up
             profile.record(self.tools.py_spy, target_pid(target), seconds, output)
-        summary = profile.summarize(profile.parse_collapsed(output.read_text()))
+        summary = profile.summarize(profile.parse_collapsed(profile.read_collapsed(output)))
         say(f"profile: {summary.samples} samples of {target.info.name} -> {output}")
         return {
             "scenario": scenario.name,

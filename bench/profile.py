@@ -60,6 +60,12 @@ class Profile:
         return count / self.samples if self.samples else 0.0
 
 
+def read_collapsed(path: Path) -> str:
+    """py-spy's output: a frame it sampled mid-change can name itself with bytes that
+    are not UTF-8; such a name is kept as replacement characters (one odd frame)."""
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
 def parse_collapsed(text: str) -> Iterator[tuple[list[str], int]]:
     """``(frames root first, count)`` per sample line (frame names may span lines)."""
     for match in re.finditer(r"^(.+?) (\d+)$", text, re.M | re.S):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httptools
 import pytest
@@ -176,6 +177,19 @@ def test_profile_charges_socket_writes_to_their_caller() -> None:
     assert summary.components["policy evaluation"] == 2
     functions = dict(profile.walletgate_functions(summary, 5))
     assert functions["reserve (walletgate/storage/counters.py)"] == 7
+
+
+def test_a_profile_with_a_frame_name_that_is_not_utf8_is_still_read(tmp_path: Path) -> None:
+    """py-spy once wrote a frame sampled mid-change with bytes that are not UTF-8; the
+    full bench run then died at its last stage."""
+    output = tmp_path / "profile.txt"
+    output.write_bytes(
+        b"main (walletgate/cli.py:1);evaluate (walletgate/policies/evaluator.py:5) 2\n"
+        b"main (walletgate/cli.py:1);\xf1\x9e\x8e\x80\x02\x00\xf6 (\x00:-1054) 1\n"
+    )
+    summary = profile.summarize(profile.parse_collapsed(profile.read_collapsed(output)))
+    assert summary.samples == 3
+    assert summary.components["policy evaluation"] == 2
 
 
 def test_report_keeps_the_text_around_the_generated_part() -> None:
