@@ -123,9 +123,16 @@ async def test_notify_spend_arrives_and_nothing_is_lost_across_sigkill(
             reply = await _spend(url, token)
             assert "result" in reply, reply
             (event,) = await _wait_type(receiver, "spend.notify")
-            row = await conn.fetchrow(
-                "SELECT id, decision FROM transactions WHERE tx_hash = $1", reply["result"]
-            )
+            # The outcome (its tx_hash) is group-committed after the answer, and the
+            # event goes with the intent row before it: wait for the outcome to land.
+            row = None
+            for _ in range(200):
+                row = await conn.fetchrow(
+                    "SELECT id, decision FROM transactions WHERE tx_hash = $1", reply["result"]
+                )
+                if row is not None:
+                    break
+                await asyncio.sleep(0.05)
             assert row is not None and event["data"]["transaction_id"] == str(row["id"])
             # What the spend moves, the network fee included.
             assert int(event["data"]["amounts"]["eth"]) >= 10**17
