@@ -4,6 +4,7 @@ what cannot be decided or counted, the call as forwarded, and audit rows."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 import uuid
 from typing import Any
@@ -15,6 +16,8 @@ from walletgate.proxy.gateway import Caller, Response, SpendCall
 from walletgate.proxy.passthrough import RawAnswer
 from walletgate.storage.audit import AuditRecord
 from walletgate.storage.counters import CounterRefusal, claims_to_json
+
+_log = logging.getLogger(__name__)
 
 
 def intent_to_json(intent: object) -> dict[str, Any]:
@@ -136,3 +139,18 @@ def with_id(body: Any, call_id: Any) -> Response:
     if isinstance(body, dict):
         return {**body, "id": call_id}
     return {"jsonrpc": "2.0", "id": call_id, "result": body}
+
+
+def internal_error(call_id: Any, method: str) -> dict[str, Any]:
+    """The answer to a call that failed in a way walletgate did not foresee (a bug, or a
+    client library failing in a new way): a JSON-RPC error, never an HTTP 500. What was
+    done before the failure stays recorded (a forwarded spend has its row, which
+    ``reconcile`` settles), so the agent is told the outcome is not known."""
+    _log.exception("internal error while handling %s", method)
+    return errors.error_object(
+        call_id,
+        errors.INTERNAL_ERROR,
+        f"walletgate failed while handling {method} (internal error, see its log); "
+        "if this was a transaction, whether it was sent is not known: check its receipt",
+        {"reason": "internal_error"},
+    )

@@ -23,6 +23,7 @@ from aiohttp import HttpVersion11, web
 
 from walletgate.intents import MethodClass
 from walletgate.proxy import errors
+from walletgate.proxy.answers import internal_error
 from walletgate.proxy.backend import BackendClient
 from walletgate.proxy.evm.methods import classify
 from walletgate.proxy.gateway import Caller, Gateway, StateMoved
@@ -289,7 +290,7 @@ async def _answer(body: bytes, handler: CallHandler) -> web.Response:
             except StateMoved:
                 raise
             except Exception:
-                responses += [_internal_error(c.id, c.method) for c in calls]
+                responses += [internal_error(c.id, c.method) for c in calls]
             continue
         item = run[0]
         if item.error is not None:
@@ -301,27 +302,12 @@ async def _answer(body: bytes, handler: CallHandler) -> web.Response:
         except StateMoved:
             raise
         except Exception:
-            response = _internal_error(item.call.id, item.call.method)
+            response = internal_error(item.call.id, item.call.method)
         if not item.call.is_notification:
             responses.append(response)
     if not parsed.is_batch:
         return _json(responses[0]) if responses else web.Response(status=204)
     return _json(responses) if responses else web.Response(status=204)
-
-
-def _internal_error(call_id: Any, method: str) -> dict[str, Any]:
-    """The answer to a call that failed in a way walletgate did not foresee (a bug, or a
-    client library failing in a new way): a JSON-RPC error, never an HTTP 500. What was
-    done before the failure stays recorded (a forwarded spend has its row, which
-    ``reconcile`` settles), so the agent is told the outcome is not known."""
-    _log.exception("internal error while handling %s", method)
-    return errors.error_object(
-        call_id,
-        errors.INTERNAL_ERROR,
-        f"walletgate failed while handling {method} (internal error, see its log); "
-        "if this was a transaction, whether it was sent is not known: check its receipt",
-        {"reason": "internal_error"},
-    )
 
 
 def _runs(items: Sequence[Item]) -> Iterator[list[Item]]:
